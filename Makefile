@@ -1,0 +1,21 @@
+# Set-up and test commands. `make test` is what CI (.ci/run) runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, from the pin, so no other package can pull a CUDA build.
+	$(PY) -m pip install --quiet -c constraints.txt torch
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+
+setup: $(PY)
+
+test: $(PY)
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache
