@@ -1,0 +1,254 @@
+"""Worker groups as Ray actors placed by Ray placement groups.
+
+One placement group per node holds one bundle per worker process; a worker group puts its rank ``i`` on
+bundle ``i``. Several worker groups can share a pool's bundles (``max_colocate_count``), or several roles can
+share one process (:func:`create_colocated_worker_cls`), which is how the hybrid engine keeps actor and
+rollout in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import uuid
+from typing import Any
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from verl.single_controller.base.decorator import MAGIC_ATTR
+from verl.single_controller.base.worker import Worker, find_free_port, get_node_ip
+from verl.single_controller.base.worker_group import ResourcePool, WorkerGroup
+
+__all__ = [
+    "RayClassWithInitArgs",
+    "RayResourcePool",
+    "RayWorkerGroup",
+    "WorkerGroupError",
+    "create_colocated_worker_cls",
+]
+
+PLACEMENT_TIMEOUT_S = 120
+
+
+class WorkerGroupError(RuntimeError):
+    """A worker raised or died while running a method; names the worker and the method."""
+
+
+class RayResourcePool(ResourcePool):
+    """A :class:`ResourcePool` backed by one Ray placement group per node (created on first use).
+
+    Args:
+        process_on_nodes: worker processes per node, e.g. ``[2]`` or ``[8, 8]``.
+        use_gpu: give each process one GPU (shared by ``max_colocate_count`` colocated groups).
+        name_prefix: prefix of the placement-group names.
+        max_colocate_count: how many worker groups may be placed on the same bundles.
+    """
+
+    def __init__(
+        self,
+        process_on_nodes: Sequence[int] | None = None,
+        use_gpu: bool = True,
+        name_prefix: str = "",
+        max_colocate_count: int = 1,
+        detached: bool = False,
+    ):
+        super().__init__(process_on_nodes, max_colocate_count, use_gpu)
+        self.name_prefix = name_prefix
+        self.detached = detached
+        self._pgs: list[PlacementGroup] | None = None
+
+    def bundle(self) -> dict[str, float]:
+        return {"CPU": 1, "GPU": 1} if self.use_gpu else {"CPU": 1}
+
+    def get_placement_groups(self, strategy: str = "STRICT_PACK") -> list[PlacementGroup]:
+        if self._pgs is None:
+            lifetime = "detached" if self.detached else None
+            tag = uuid.uuid4().hex[:8]  # placement-group names must be unique in the cluster
+            pgs = [
+                placement_group([self.bundle()] * n, strategy=strategy, name=f"{self.name_prefix}pg{i}_{tag}", lifetime=lifetime)
+                for i, n in enumerate(self._store)
+            ]
+            ready, _ = ray.wait([pg.ready() for pg in pgs], num_returns=len(pgs), timeout=PLACEMENT_TIMEOUT_S)
+            if len(ready) < len(pgs):
+                for pg in pgs:
+                    ray.util.remove_placement_group(pg)
+                raise RuntimeError(
+                    f"could not reserve {self._store} processes of {self.bundle()} within {PLACEMENT_TIMEOUT_S}s; "
+                    f"the Ray cluster has {ray.cluster_resources()}. Lower trainer.n_gpus_per_node / trainer.nnodes "
+                    "or start Ray with more resources."
+                )
+            self._pgs = pgs
+        return self._pgs
+
+    def remove(self) -> None:
+        """Give the reserved resources back to the cluster (kill the pool's worker groups first)."""
+        for pg in self._pgs or []:
+            ray.util.remove_placement_group(pg)
+        self._pgs = None
+
+
+class RayClassWithInitArgs:
+    """A worker class plus the arguments of its constructor, instantiated later as Ray actors."""
+
+    def __init__(self, cls: type, *args: Any, **kwargs: Any):
+        self.cls = getattr(cls, "__ray_actor_class__", cls)  # accept ray.remote(cls) too
+        self.args = args
+        self.kwargs = kwargs
+        self._options: dict[str, Any] = {}
+
+    def update_options(self, options: dict[str, Any]) -> None:
+        """Extra ``ray.remote`` options (e.g. ``runtime_env``) for every actor of this class."""
+        self._options.update(options)
+
+    def __call__(self, placement_group: PlacementGroup, bundle_index: int, num_cpus: float, num_gpus: float,
+                 env_vars: dict[str, str], name: str | None = None, detached: bool = False):
+        runtime_env = dict(self._options.get("runtime_env", {}))
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env_vars}
+        options = {
+            **self._options,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=bundle_index),
+            "num_cpus": num_cpus,
+            "num_gpus": num_gpus,
+            "runtime_env": runtime_env,
+        }
+        if name is not None:
+            options["name"] = name
+        if detached:
+            options["lifetime"] = "detached"
+        return ray.remote(self.cls).options(**options).remote(*self.args, **self.kwargs)
+
+
+@ray.remote(num_cpus=0)
+def _master_address() -> tuple[str, int]:
+    return get_node_ip(), find_free_port()
+
+
+class RayWorkerGroup(WorkerGroup):
+    """``world_size`` Ray actors of one worker class, one per bundle of ``resource_pool``.
+
+    Every ``@register``-ed method of the class becomes a method of this group, e.g. ``wg.update_actor(batch)``.
+    """
+
+    def __init__(
+        self,
+        resource_pool: RayResourcePool | None = None,
+        ray_cls_with_init: RayClassWithInitArgs | None = None,
+        name_prefix: str | None = None,
+        detached: bool = False,
+    ):
+        super().__init__()
+        self._workers: list[Any] = []
+        self.name_prefix = name_prefix or ray_cls_with_init.cls.__name__
+        self.ray_cls_with_init = ray_cls_with_init
+        if resource_pool is None:  # an empty group; `spawn` fills views of an existing one
+            return
+        self._create_workers(resource_pool, ray_cls_with_init, detached)
+        self._bind_worker_methods(ray_cls_with_init.cls)
+
+    @property
+    def workers(self) -> list[Any]:
+        return list(self._workers)
+
+    def _create_workers(self, pool: RayResourcePool, cls: RayClassWithInitArgs, detached: bool) -> None:
+        pgs = pool.get_placement_groups()
+        master_addr, master_port = ray.get(
+            _master_address.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pgs[0], 0)).remote()
+        )
+        world_size, rank = pool.world_size, 0
+        share = 1.0 / pool.max_colocate_count
+        for pg, local_world_size in zip(pgs, pool.store):
+            for local_rank in range(local_world_size):
+                env = {
+                    "RANK": str(rank),
+                    "WORLD_SIZE": str(world_size),
+                    "LOCAL_RANK": str(local_rank),
+                    "LOCAL_WORLD_SIZE": str(local_world_size),
+                    "MASTER_ADDR": master_addr,
+                    "MASTER_PORT": str(master_port),
+                }
+                name = f"{self.name_prefix}_{rank}"
+                self._workers.append(
+                    cls(pg, local_rank, num_cpus=share, num_gpus=share if pool.use_gpu else 0, env_vars=env,
+                        name=name if detached else None, detached=detached)
+                )
+                self._worker_names.append(name)
+                rank += 1
+
+    def _execute(self, method_name: str, ranks: list[int], args: tuple, kwargs: dict) -> list:
+        return [
+            getattr(self._workers[r], method_name).remote(*(a[i] for a in args), **{k: v[i] for k, v in kwargs.items()})
+            for i, r in enumerate(ranks)
+        ]
+
+    def _wait(self, method_name: str, ranks: list[int], handles: list) -> list:
+        """Results in rank order; the first failure raises at once instead of waiting on its peers."""
+        results: list[Any] = [None] * len(handles)
+        pending = {ref: i for i, ref in enumerate(handles)}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            try:
+                results[i] = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                name = self._worker_names[ranks[i]]
+                cause = getattr(exc, "cause", None) or exc
+                raise WorkerGroupError(
+                    f"worker {name} (rank {ranks[i]}) failed in {method_name}: {type(cause).__name__}: {cause}"
+                ) from exc
+        return results
+
+    def spawn(self, prefix_set: Sequence[str]) -> dict[str, RayWorkerGroup]:
+        """Views of a colocated group, one per role, whose methods are that role's methods."""
+        colocated = getattr(self.ray_cls_with_init, "colocated_classes", None)
+        if colocated is None:
+            raise TypeError("spawn() needs a worker group built from create_colocated_worker_cls(...)")
+        views = {}
+        for role in prefix_set:
+            view = RayWorkerGroup(name_prefix=f"{self.name_prefix}.{role}", ray_cls_with_init=self.ray_cls_with_init)
+            view._workers, view._worker_names = self._workers, self._worker_names
+            view._method_prefix = f"{role}_"
+            view._bind_worker_methods(colocated[role], prefix=f"{role}_")
+            views[role] = view
+        return views
+
+    def kill(self) -> None:
+        for worker in self._workers:
+            ray.kill(worker)
+        self._workers = []
+
+
+def create_colocated_worker_cls(class_dict: dict[str, RayClassWithInitArgs]) -> RayClassWithInitArgs:
+    """One worker class that holds an instance of each role in one process.
+
+    The role ``r``'s method ``m`` becomes ``r_m`` on the combined class; ``RayWorkerGroup.spawn`` gives each
+    role a view with its own method names. Roles in one process share memory (and the GPU) directly.
+    """
+    for role, c in class_dict.items():
+        if not issubclass(c.cls, Worker):
+            raise TypeError(f"role {role!r}: {c.cls.__name__} must subclass verl.single_controller.base.Worker")
+    roles = {role: (c.cls, c.args, c.kwargs) for role, c in class_dict.items()}
+
+    class WorkerDict(Worker):
+        def __init__(self):
+            super().__init__()
+            self.worker_dict = {role: cls(*args, **kwargs) for role, (cls, args, kwargs) in roles.items()}
+
+    for role, (cls, _, _) in roles.items():
+        for name in dir(cls):
+            attrs = getattr(getattr(cls, name, None), MAGIC_ATTR, None)
+            if attrs is not None:
+                setattr(WorkerDict, f"{role}_{name}", _forward(role, name, attrs))
+    WorkerDict.__name__ = WorkerDict.__qualname__ = "WorkerDict_" + "_".join(roles)
+    combined = RayClassWithInitArgs(WorkerDict)
+    combined.colocated_classes = {role: cls for role, (cls, _, _) in roles.items()}
+    return combined
+
+
+def _forward(role: str, name: str, attrs: dict):
+    def method(self, *args, **kwargs):
+        return getattr(self.worker_dict[role], name)(*args, **kwargs)
+
+    method.__name__ = f"{role}_{name}"
+    setattr(method, MAGIC_ATTR, attrs)
+    return method
