@@ -1,0 +1,1 @@
+"""Training entry points and the RL algorithm layer (see ``verl.trainer.ppo``)."""
