@@ -12,8 +12,8 @@ __all__ = ["compute_entropy_loss", "entropy_from_logits"]
 
 
 def _entropy_rows(logits: torch.Tensor) -> torch.Tensor:
-    """``(N, V) -> (N,)``: ``H = logsumexp(z) - sum softmax(z) * z``, in float32."""
-    z = logits.float()
+    """``(N, V) -> (N,)``: ``H = logsumexp(z) - sum softmax(z) * z``, in at least float32."""
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32))
     probs = torch.softmax(z, dim=-1)
     return torch.logsumexp(z, dim=-1) - (probs * z).sum(dim=-1)
 
@@ -22,7 +22,7 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 1024) -> torch.T
     """Entropy of ``softmax(logits)`` over the last dim.
 
     ``H(p) = -sum_v p_v log p_v = logsumexp(z) - sum_v p_v z_v``. Rows are processed ``chunk_size`` at a
-    time in float32, so the float32 temporaries are ``chunk_size x V`` rather than the whole logits; under
+    time in (at least) float32, so the float32 temporaries are ``chunk_size x V`` rather than the whole logits; under
     autograd each chunk is checkpointed (recomputed in backward) so those temporaries are not kept either.
 
     Args:
@@ -30,7 +30,7 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 1024) -> torch.T
         chunk_size: rows per chunk (``> 0``).
 
     Returns:
-        ``(...)`` float32 entropies.
+        ``(...)`` entropies in float32 (float64 for float64 logits).
     """
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
@@ -44,7 +44,7 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 1024) -> torch.T
         else:
             chunks.append(_entropy_rows(chunk))
     if not chunks:
-        return logits.new_zeros(logits.shape[:-1], dtype=torch.float32)
+        return logits.new_zeros(logits.shape[:-1], dtype=torch.promote_types(logits.dtype, torch.float32))
     return torch.cat(chunks).view(logits.shape[:-1])
 
 
