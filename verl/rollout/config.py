@@ -1,0 +1,177 @@
+"""The ``actor_rollout_ref.rollout`` config section: one typed dataclass, checked before any engine starts.
+
+Key names follow verl's documented rollout config, so a verl user's ``rollout.*`` overrides carry over. The
+trainer composes :class:`RolloutConfig` into its full config tree; :func:`rollout_config_from_mapping` turns a
+plain dict or an omegaconf mapping of the same keys into it (unknown keys fail with a close-match suggestion).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RolloutConfig", "ValKwargs", "rollout_config_from_mapping"]
+
+BACKENDS = ("native", "hf")
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+@dataclass
+class ValKwargs:
+    """Sampling settings used instead of the training ones when a call's ``meta_info`` has ``validate=True``."""
+
+    top_k: int = -1
+    """Keep only the ``top_k`` most likely tokens; ``-1`` turns top-k off."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``top_p``; 1.0 = off."""
+    temperature: float = 0.0
+    """Softmax temperature; 0 means greedy decoding."""
+    n: int = 1
+    """Samples per validation prompt (the trainer repeats prompts; the engine returns one response per row)."""
+    do_sample: bool = False
+    """Sample (True) or decode greedily (False) during validation."""
+
+
+@dataclass
+class RolloutConfig:
+    """How sequences are generated: backend, sampling, lengths and the engine's memory budget."""
+
+    name: str = "native"
+    """Backend: ``native`` (this library's engine; Llama/Qwen2/Qwen3/Mistral, others fall back to ``hf``) or
+    ``hf`` (``transformers.generate``, any causal LM; the correctness reference)."""
+    temperature: float = 1.0
+    """Softmax temperature for sampling. Must be > 0 when ``do_sample`` is true."""
+    top_k: int = -1
+    """Keep only the ``top_k`` most likely tokens when sampling; ``-1`` turns top-k off."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold in (0, 1]; 1.0 turns it off."""
+    do_sample: bool = True
+    """Sample (True) or decode greedily (False)."""
+    n: int = 1
+    """Responses per prompt. The trainer repeats each prompt ``n`` times (interleaved) before calling
+    ``generate_sequences``; the engine shares the prefill of identical prompts."""
+    prompt_length: int = 512
+    """Longest (left-padded) prompt, in tokens."""
+    response_length: int = 512
+    """Tokens generated per response; responses are right-padded to exactly this many columns."""
+    ignore_eos: bool = False
+    """Keep generating after EOS (every response gets ``response_length`` tokens; used by benchmarks)."""
+    calculate_log_probs: bool = False
+    """Return ``rollout_log_probs``: the log-probability of each sampled token under ``logits / temperature``."""
+    max_num_seqs: int = 1024
+    """Most sequences decoded at once (KV-cache slots) by the native engine."""
+    max_num_batched_tokens: int = 8192
+    """Most prompt tokens prefilled in one forward pass by the native engine."""
+    gpu_memory_utilization: float = 0.5
+    """Fraction of the accelerator's memory the native engine may fill (weights already resident included);
+    the KV cache gets what is left of it, capped by ``max_num_seqs``. Ignored on CPU."""
+    enforce_eager: bool = False
+    """Run the decode step eagerly: no ``torch.compile`` and no CUDA-graph capture (always eager on CPU)."""
+    free_cache_engine: bool = True
+    """The hybrid worker calls ``sleep()`` after each generation so training gets the KV cache's memory."""
+    dtype: str = "bfloat16"
+    """Engine weights and KV-cache dtype: ``bfloat16``, ``float16`` or ``float32``."""
+    seed: int = 0
+    """Seed of the sampling random stream (each ``generate_sequences`` call restarts from it plus a call counter)."""
+    enable_prefix_sharing: bool = True
+    """Prefill identical prompts once and copy their KV cache to every sample (native engine)."""
+    finished_check_interval: int = 8
+    """Decode steps between checks for finished sequences (each check is one device->host sync)."""
+    cuda_graph_max_batch_size: int = 512
+    """Largest decode batch captured in a CUDA graph; bigger batches run eagerly (native engine, GPU only)."""
+    max_model_len: int | None = None
+    """Longest prompt + response the KV cache holds per sequence; ``None`` = ``prompt_length + response_length``."""
+    val_kwargs: ValKwargs = field(default_factory=ValKwargs)
+    """Sampling settings for validation calls (``meta_info['validate']``)."""
+
+    def validate(self) -> RolloutConfig:
+        """Raise ``ValueError`` naming the key and the fix for any bad value or impossible combination."""
+        key = "actor_rollout_ref.rollout"
+        if self.name not in BACKENDS:
+            raise ValueError(f"{key}.name={self.name!r} is not a rollout backend; use one of {list(BACKENDS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"{key}.dtype={self.dtype!r} is not supported; use one of {list(DTYPES)}")
+        _check_sampling(key, self.do_sample, self.temperature, self.top_k, self.top_p)
+        _check_sampling(f"{key}.val_kwargs", self.val_kwargs.do_sample, self.val_kwargs.temperature,
+                        self.val_kwargs.top_k, self.val_kwargs.top_p)
+        for name in ("n", "prompt_length", "response_length", "max_num_seqs", "max_num_batched_tokens",
+                     "finished_check_interval", "cuda_graph_max_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{key}.{name}={getattr(self, name)} must be >= 1")
+        if self.val_kwargs.n < 1:
+            raise ValueError(f"{key}.val_kwargs.n={self.val_kwargs.n} must be >= 1")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ValueError(f"{key}.gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
+        if self.max_model_len is not None and self.max_model_len < self.prompt_length + 1:
+            raise ValueError(
+                f"{key}.max_model_len={self.max_model_len} cannot hold a {self.prompt_length}-token prompt plus one "
+                f"generated token; raise it or set it to null (= prompt_length + response_length)"
+            )
+        if self.n > 1 and not self.do_sample:
+            raise ValueError(
+                f"{key}.n={self.n} with do_sample=false gives {self.n} identical greedy responses per prompt; "
+                "set do_sample=true or n=1"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_sampling(key: str, do_sample: bool, temperature: float, top_k: int, top_p: float) -> None:
+    if temperature < 0:
+        raise ValueError(f"{key}.temperature={temperature} must be >= 0")
+    if do_sample and temperature <= 0:
+        raise ValueError(
+            f"{key}.temperature={temperature} with do_sample=true: sampling needs a temperature > 0; "
+            "set temperature (e.g. 1.0) or do_sample=false for greedy decoding"
+        )
+    if top_k == 0 or top_k < -1:
+        raise ValueError(f"{key}.top_k={top_k}: use a positive number of tokens, or -1 to turn top-k off")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"{key}.top_p={top_p} must be in (0, 1]; 1.0 turns nucleus sampling off")
+
+
+def _unknown_key_error(where: str, key: str, known: list[str]) -> KeyError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(known)}"
+    return KeyError(f"unknown key {where}.{key}{hint}")
+
+
+def _plain(mapping: Any) -> dict[str, Any]:
+    """A plain dict from a dict or an omegaconf mapping (resolved), without importing omegaconf otherwise."""
+    if type(mapping).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(mapping, resolve=True)  # type: ignore[return-value]
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"rollout config must be a RolloutConfig or a mapping, got {type(mapping).__name__}")
+    return dict(mapping)
+
+
+def rollout_config_from_mapping(mapping: Mapping[str, Any] | RolloutConfig) -> RolloutConfig:
+    """A validated :class:`RolloutConfig` from a dict / omegaconf mapping of the same keys (or the dataclass).
+
+    Raises ``KeyError`` for an unknown key (with the closest known key) and ``ValueError`` for a bad value.
+    """
+    if isinstance(mapping, RolloutConfig):
+        return mapping.validate()
+    values = _plain(mapping)
+    fields = {f.name: f for f in dataclasses.fields(RolloutConfig)}
+    for key in values:
+        if key not in fields:
+            raise _unknown_key_error("actor_rollout_ref.rollout", key, list(fields))
+    val = values.pop("val_kwargs", None)
+    if isinstance(val, ValKwargs):
+        values["val_kwargs"] = val
+    elif val is not None:
+        val = _plain(val)
+        val_fields = [f.name for f in dataclasses.fields(ValKwargs)]
+        for key in val:
+            if key not in val_fields:
+                raise _unknown_key_error("actor_rollout_ref.rollout.val_kwargs", key, val_fields)
+        values["val_kwargs"] = ValKwargs(**val)
+    return RolloutConfig(**values).validate()
