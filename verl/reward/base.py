@@ -1,0 +1,287 @@
+"""What every reward manager shares: decode the valid tokens, turn scores into a ``[B, R]`` tensor.
+
+verl's contract (a ``DataProto`` coming out of rollout):
+
+- ``batch["prompts"]`` ``[B, P]`` (left-padded), ``batch["responses"]`` ``[B, R]`` (right-padded),
+  ``batch["attention_mask"]`` ``[B, P + R]``: the valid response length is ``attention_mask[:, P:].sum(-1)``;
+- ``non_tensor_batch["reward_model"][i]["ground_truth"]``, ``non_tensor_batch[reward_fn_key][i]`` (the data
+  source, ``"data_source"`` by default), ``non_tensor_batch["extra_info"][i]`` (optional);
+- the sample's outcome reward goes on its last valid response token of ``token_level_scores`` ``[B, R]``.
+
+A score function may return a float (or int/bool) or a dict with ``"score"`` plus fields to log. A score that
+raises, times out or is not a finite number gives reward 0 and is counted in the metrics
+(``reward/num_errors``, ``reward/num_timeouts``, ``reward/num_invalid``); a missing scorer for a data source
+(:class:`UnknownDataSourceError`) is a configuration error and is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import threading
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from verl.protocol import DataProto
+from verl.utils.reward_score import UnknownDataSourceError, default_compute_score
+
+__all__ = ["DecodedBatch", "RewardManagerBase", "ScoreOutcome", "coerce_score", "decode_batch", "is_async_callable"]
+
+logger = logging.getLogger(__name__)
+
+ERROR_POLICIES = ("zero", "raise")
+
+
+@dataclass
+class DecodedBatch:
+    """The strings and per-sample fields a score function needs, for ``B`` samples."""
+
+    prompt_strs: list[str]
+    response_strs: list[str]
+    valid_response_lengths: torch.Tensor  # (B,) int64
+    data_sources: list[str]
+    ground_truths: list[Any]
+    extra_infos: list[dict | None]
+
+    def __len__(self) -> int:
+        return len(self.response_strs)
+
+
+@dataclass
+class ScoreOutcome:
+    """What a score call produced: ``status`` is ``"ok"``, ``"error"`` or ``"timeout"``."""
+
+    status: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass
+class _Scored:
+    rewards: list[float]
+    extra: dict[str, list[Any]]
+    counts: Counter = field(default_factory=Counter)
+
+
+def _column(data: DataProto, key: str, fix: str) -> np.ndarray:
+    if key not in data.non_tensor_batch:
+        raise KeyError(
+            f"reward manager needs non_tensor_batch[{key!r}], which this batch lacks "
+            f"(has {sorted(data.non_tensor_batch)}); {fix}"
+        )
+    return data.non_tensor_batch[key]
+
+
+def decode_batch(data: DataProto, tokenizer: Any, reward_fn_key: str = "data_source") -> DecodedBatch:
+    """Decode each sample's valid prompt and response tokens and collect its data source, truth, extra info."""
+    prompts, responses = data.batch["prompts"], data.batch["responses"]  # (B, P), (B, R)
+    mask = data.batch["attention_mask"]  # (B, P + R)
+    p_len = prompts.shape[-1]
+    valid_prompt = mask[:, :p_len].sum(-1).tolist()
+    valid_resp = mask[:, p_len:].sum(-1).to(torch.long)  # (B,)
+    prompt_ids = [row[p_len - n :].tolist() if n else [] for row, n in zip(prompts, valid_prompt)]
+    response_ids = [row[:n].tolist() for row, n in zip(responses, valid_resp.tolist())]
+    sources = _column(data, reward_fn_key, "set data.reward_fn_key to the column holding the data source")
+    reward_model = _column(data, "reward_model", 'each row needs reward_model={"ground_truth": ...}')
+    truths = []
+    for i, rm in enumerate(reward_model):
+        if not isinstance(rm, dict) or "ground_truth" not in rm:
+            raise ValueError(f'sample {i}: reward_model must be a dict with "ground_truth", got {rm!r}')
+        truths.append(rm["ground_truth"])
+    extras = list(data.non_tensor_batch.get("extra_info", [None] * len(data)))
+    if "__num_turns__" in data.non_tensor_batch:  # multi-turn rollouts report their turn count
+        turns = data.non_tensor_batch["__num_turns__"]
+        extras = [dict(e or {}, num_turns=int(t)) for e, t in zip(extras, turns)]
+    return DecodedBatch(
+        prompt_strs=tokenizer.batch_decode(prompt_ids, skip_special_tokens=True),
+        response_strs=tokenizer.batch_decode(response_ids, skip_special_tokens=True),
+        valid_response_lengths=valid_resp,
+        data_sources=[str(s) for s in sources],
+        ground_truths=truths,
+        extra_infos=extras,
+    )
+
+
+def coerce_score(value: Any) -> tuple[float | None, dict[str, Any]]:
+    """``(reward, fields to log)`` from a score function's return value; reward ``None`` when it is unusable
+    (not a number, NaN/inf, a dict without ``"score"``)."""
+    fields: dict[str, Any] = {}
+    if isinstance(value, dict):
+        if "score" not in value:
+            return None, {}
+        fields = dict(value)
+        value = value["score"]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, int, float, np.integer, np.floating, np.bool_)):
+        reward = float(value)
+        return (reward, fields) if math.isfinite(reward) else (None, fields)
+    return None, fields
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` gives a coroutine (plain or wrapped in ``functools.partial`` or an object)."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    if getattr(fn, "is_async", False):
+        return True
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def run_coroutine_sync(coro: Coroutine) -> Any:
+    """Run ``coro`` to completion from sync code, even when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class RewardManagerBase:
+    """Shared machinery: decoding, score coercion, reward placement, example printing and metrics.
+
+    Subclasses implement :meth:`score` (how the score function is called) and may override
+    :meth:`shape_rewards` (e.g. DAPO's overlong penalty).
+
+    Args:
+        tokenizer: decodes ``prompts`` and ``responses``.
+        num_examine: how many samples per data source to print on each call.
+        compute_score: the score function; ``None`` means :func:`default_compute_score`.
+        reward_fn_key: the non-tensor column holding each sample's data source.
+        on_error: ``"zero"`` (a failing score gives 0 and is counted) or ``"raise"``.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        num_examine: int = 0,
+        compute_score: Callable[..., Any] | None = None,
+        reward_fn_key: str = "data_source",
+        on_error: str = "zero",
+    ):
+        if on_error not in ERROR_POLICIES:
+            raise ValueError(f"on_error must be one of {ERROR_POLICIES}, got {on_error!r}")
+        self.tokenizer = tokenizer
+        self.num_examine = num_examine
+        self.compute_score = compute_score or default_compute_score
+        self.reward_fn_key = reward_fn_key
+        self.on_error = on_error
+        self.last_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ to implement
+
+    def score(self, batch: DecodedBatch) -> list[ScoreOutcome]:
+        """One outcome per sample, in order."""
+        raise NotImplementedError
+
+    def shape_rewards(self, batch: DecodedBatch, rewards: list[float], extra: dict[str, list[Any]]) -> list[float]:
+        """Adjust the per-sample rewards (and add fields to ``extra``) before they are placed; identity here."""
+        return rewards
+
+    # ------------------------------------------------------------------ the call
+
+    def __call__(self, data: DataProto, return_dict: bool = False) -> torch.Tensor | dict[str, Any]:
+        """Score a rollout batch.
+
+        Returns:
+            ``token_level_scores`` ``[B, R]`` float32 with each reward on the last valid response token, or with
+            ``return_dict`` ``{"reward_tensor", "reward_extra_info": {name: list of B}, "reward_metrics"}``.
+        """
+        if "rm_scores" in data.batch:  # a reward model already scored this batch
+            scores = data.batch["rm_scores"]
+            return {"reward_tensor": scores, "reward_extra_info": {}, "reward_metrics": {}} if return_dict else scores
+        batch = decode_batch(data, self.tokenizer, self.reward_fn_key)
+        scored = self._collect(self.score(batch))
+        rewards = self.shape_rewards(batch, scored.rewards, scored.extra)
+        responses = data.batch["responses"]
+        reward_tensor = place_rewards(rewards, batch.valid_response_lengths, responses.shape[-1]).to(responses.device)
+        self.last_metrics = {f"reward/num_{k}": float(scored.counts[k]) for k in ("errors", "timeouts", "invalid")}
+        self._print_examples(batch, rewards, scored.extra)
+        if return_dict:
+            return {
+                "reward_tensor": reward_tensor,
+                "reward_extra_info": scored.extra,
+                "reward_metrics": dict(self.last_metrics),
+            }
+        return reward_tensor
+
+    def _collect(self, outcomes: Sequence[ScoreOutcome]) -> _Scored:
+        n = len(outcomes)
+        rewards, extra, counts = [0.0] * n, {}, Counter()
+        first_error = None
+        for i, outcome in enumerate(outcomes):
+            if outcome.status != "ok":
+                counts["timeouts" if outcome.status == "timeout" else "errors"] += 1
+                first_error = first_error or f"sample {i}: {outcome.status}: {outcome.error}"
+                continue
+            reward, fields = coerce_score(outcome.value)
+            if reward is None:
+                counts["invalid"] += 1
+                first_error = first_error or f"sample {i}: unusable score {outcome.value!r}"
+                continue
+            rewards[i] = reward
+            for key, value in fields.items():
+                extra.setdefault(key, [None] * n)[i] = value
+        if first_error:
+            logger.warning(
+                "%s: %d error(s), %d timeout(s), %d unusable score(s) scored 0; first: %s",
+                type(self).__name__, counts["errors"], counts["timeouts"], counts["invalid"], first_error,
+            )  # fmt: skip
+        return _Scored(rewards, extra, counts)
+
+    def _fail(self, exc: BaseException) -> ScoreOutcome:
+        """The outcome of a score call that raised (re-raised for config errors or ``on_error="raise"``)."""
+        if isinstance(exc, UnknownDataSourceError) or self.on_error == "raise":
+            raise exc
+        return ScoreOutcome("error", error=f"{type(exc).__name__}: {exc}")
+
+    def _print_examples(self, batch: DecodedBatch, rewards: list[float], extra: dict[str, list[Any]]) -> None:
+        printed: Counter = Counter()
+        for i in range(len(batch)):
+            source = batch.data_sources[i]
+            if printed[source] >= self.num_examine:
+                continue
+            printed[source] += 1
+            print(f"[data_source] {source}")
+            print(f"[prompt] {batch.prompt_strs[i]}")
+            print(f"[response] {batch.response_strs[i]}")
+            print(f"[ground_truth] {batch.ground_truths[i]}")
+            for key, values in extra.items():
+                print(f"[{key}] {values[i]}")
+            print(f"[score] {rewards[i]}")
+
+
+def place_rewards(rewards: Sequence[float], valid_response_lengths: torch.Tensor, response_length: int) -> torch.Tensor:
+    """``[B, R]`` zeros with ``rewards[i]`` at ``[i, valid_response_lengths[i] - 1]``.
+
+    A sample with an empty response has no token to carry its reward, so its row stays zero.
+    """
+    n = len(rewards)
+    out = torch.zeros(n, response_length, dtype=torch.float32)  # (B, R)
+    lengths = valid_response_lengths.to(torch.long)
+    rows = torch.nonzero(lengths > 0).squeeze(-1)
+    out[rows, lengths[rows] - 1] = torch.tensor(rewards, dtype=torch.float32)[rows]
+    return out
