@@ -93,8 +93,20 @@ def get_policy_loss_fn(name: str) -> Callable[..., PolicyLossOutput]:
     return POLICY_LOSS_REGISTRY[name]
 
 
-def check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode: str) -> None:
-    """Shape and mode checks shared by the losses (host-side only)."""
+def check_inputs(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str,
+    cliprange: float,
+) -> None:
+    """Shape, mode and argument-order checks shared by the losses (host-side only)."""
+    if isinstance(cliprange, str):
+        raise TypeError(
+            f"cliprange got the string {cliprange!r}: the 5th positional argument of a policy loss is cliprange "
+            "(as in compute_policy_loss); pass loss_agg_mode by keyword"
+        )
     check_loss_agg_mode(loss_agg_mode)
     shapes = {
         "old_log_prob": tuple(old_log_prob.shape),
@@ -187,7 +199,7 @@ def compute_policy_loss(
         ``(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)``: the loss, the fraction of tokens where the
         clip binds, ``mean(old_log_prob - log_prob)``, and the fraction where the dual-clip binds.
     """
-    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, cliprange)
     if clip_ratio_c <= 1.0:
         raise ValueError(f"clip_ratio_c must be > 1 (the dual-clip bound on the ratio), got {clip_ratio_c}")
     low, high = clip_bounds(cliprange, cliprange_low, cliprange_high)
@@ -252,7 +264,7 @@ def compute_policy_loss_gspo(
         ``(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)``; ``pg_clipfrac_lower`` is the fraction
         clipped from below.
     """
-    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, cliprange)
     low, high = clip_bounds(cliprange, cliprange_low, cliprange_high)
     mask = response_mask.to(log_prob.dtype)
     log_ratio = log_prob - old_log_prob  # (B, T)
@@ -302,7 +314,7 @@ def compute_policy_loss_gpg(
     No ratio and no clipping (pair it with the ``gpg`` advantage estimator). ``ppo_kl`` is still reported;
     both clip fractions are 0.
     """
-    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, cliprange)
     pg_losses = -advantages * log_prob
     ppo_kl = masked_mean((old_log_prob - log_prob).detach(), response_mask)
     zero = log_prob.new_zeros(())
@@ -347,7 +359,7 @@ def compute_policy_loss_geo_mean(
         ``(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)``: the clip fractions count tokens clipped
         with positive / negative advantage.
     """
-    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, cliprange)
     low, high = clip_bounds(cliprange, cliprange_low, cliprange_high)
     mask = response_mask.to(log_prob.dtype)
     log_ratio = clamped_log_ratio(log_prob, old_log_prob)  # (B, T)
@@ -403,7 +415,7 @@ def compute_policy_loss_cispo(
         ``(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)``: fractions of tokens whose weight was cut
         at the upper / lower bound.
     """
-    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, cliprange)
     low, high = clip_bounds(cliprange, cliprange_low, cliprange_high)
     log_ratio = clamped_log_ratio(log_prob, old_log_prob)
     ratio = torch.exp(log_ratio).detach()

@@ -89,7 +89,7 @@ def compute_policy_loss_clip_cov(
     Returns:
         ``(pg_loss, pg_clipfrac, ppo_kl, 0)`` with ``pg_clipfrac`` the fraction of tokens Clip-Cov removed.
     """
-    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, cliprange)
     low, high = clip_bounds(cliprange, cliprange_low, cliprange_high)
     valid = response_mask != 0
     log_ratio = clamped_log_ratio(log_prob, old_log_prob)
@@ -143,7 +143,7 @@ def compute_policy_loss_kl_cov(
     Returns:
         ``(pg_loss, pg_clipfrac, ppo_kl, 0)`` with ``pg_clipfrac`` the fraction of penalised tokens.
     """
-    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, cliprange)
     valid = response_mask != 0
     log_ratio = clamped_log_ratio(log_prob, old_log_prob)
     ratio = torch.exp(log_ratio)
