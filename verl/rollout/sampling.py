@@ -99,7 +99,8 @@ def sample_tokens(
         scaled = logits / params.temperature
         filtered = filter_logits(scaled, params.top_k, params.top_p)
         probs = torch.softmax(filtered, dim=-1)  # (B, V), 0 outside the allowed set
-        race = torch.empty_like(probs).exponential_(generator=generator)  # E_i ~ Exp(1)
+        uniform = torch.rand(probs.shape, generator=generator, device=probs.device)  # U in [0, 1)
+        race = uniform.log_().neg_()  # E = -log U ~ Exp(1); faster than exponential_ on CPU
         race.clamp_min_(torch.finfo(race.dtype).tiny)  # E = 0 would turn p = 0 into 0/0 = NaN, which argmax picks
         tokens = (probs / race).argmax(dim=-1)  # argmax p_i / E_i ~ Categorical(p)
     chosen = scaled.gather(-1, tokens[:, None]).squeeze(-1)  # (B,)
