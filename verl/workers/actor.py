@@ -1,0 +1,180 @@
+"""The policy's computations on one rank: log-probs and the PPO update (loss math from ``core_algos``).
+
+The update normalises each micro-batch's loss by the mini-batch's *global* token (or sequence) count, all-
+reduced over the data-parallel ranks before the micro-batches run, and multiplies it by the number of ranks
+because FSDP averages gradients: the gradient then equals that of the whole mini-batch on one rank, however
+it is split.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from verl.protocol import DataProto
+from verl.trainer.ppo.core_algos import (
+    agg_loss,
+    agg_loss_counts,
+    compute_tis_weights,
+    get_policy_loss_fn,
+    kl_penalty,
+)
+from verl.workers.batching import BatchPlan, split_micro_batches
+from verl.workers.config import ActorConfig
+from verl.workers.forward import response_logits
+from verl.workers.fsdp import clip_grad_norm
+
+__all__ = ["PPOActor", "all_reduce_sum", "global_counts", "mean_metrics"]
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+
+
+def global_counts(micro_batches: list[DataProto], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Valid tokens and sequences of a whole mini-batch, summed over its micro-batches and all ranks."""
+    counts = torch.zeros(2, dtype=torch.float32, device=device)
+    for mb in micro_batches:
+        tokens, seqs = agg_loss_counts(mb.batch["response_mask"].to(device))
+        counts += torch.stack([tokens, seqs])
+    if dist.is_initialized():
+        dist.all_reduce(counts)
+    return counts[0], counts[1]
+
+
+def all_reduce_sum(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Sum scalar tensors over the data-parallel ranks in one collective."""
+    if not values:
+        return {}
+    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values.values()])
+    if dist.is_initialized():
+        dist.all_reduce(stacked)
+    return dict(zip(values, stacked))
+
+
+def mean_metrics(metrics: dict[str, list[torch.Tensor | float]]) -> dict[str, float]:
+    """One host sync at the end of an update: the mean of each metric's recorded values."""
+    return {k: float(torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in vs]).mean()) for k, vs in metrics.items() if vs}
+
+
+class PPOActor:
+    """Log-probs and PPO updates of a (sharded) causal LM on this rank's slice of the batch."""
+
+    def __init__(self, model: nn.Module, config: ActorConfig, optimizer: torch.optim.Optimizer | None = None,
+                 lr_scheduler=None, packed: bool = True, dp_size: int = 1):
+        self.model = model
+        self.config = config
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.packed = packed
+        self.dp_size = dp_size
+        self.policy_loss_fn = get_policy_loss_fn(config.policy_loss.loss_mode)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _inputs(self, mb: DataProto) -> dict[str, torch.Tensor]:
+        return {k: mb.batch[k].to(self.device) for k in MODEL_INPUTS}
+
+    @torch.no_grad()
+    def compute_log_prob(self, data: DataProto, plan: BatchPlan, temperature: float,
+                         calculate_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B, R)`` log-probs of ``data``'s responses (and entropies), in the input order."""
+        self.model.eval()
+        R = data.batch["responses"].shape[-1]
+        micro_batches, restore = split_micro_batches(data, plan)
+        log_probs, entropies = [], []
+        for mb in micro_batches:
+            lp, ent = response_logits(self.model, self._inputs(mb), R, temperature, self.packed, calculate_entropy)
+            log_probs.append(lp)
+            entropies.append(ent)
+        log_probs = torch.cat(log_probs)
+        entropy = torch.cat(entropies) if calculate_entropy else None
+        if restore is not None:
+            log_probs = log_probs[restore.to(log_probs.device)]
+            entropy = entropy[restore.to(entropy.device)] if entropy is not None else None
+        return log_probs.cpu(), entropy.cpu() if entropy is not None else None
+
+    def update_policy(self, data: DataProto, plan: BatchPlan, temperature: float) -> dict[str, float]:
+        """PPO epochs over mini-batches of ``data`` (this rank's trajectories); returns mean metrics."""
+        cfg = self.config
+        self.model.train()
+        keys = [*MODEL_INPUTS, "responses", "response_mask", "old_log_probs", "advantages"]
+        keys += ["ref_log_prob"] if cfg.use_kl_loss else []
+        keys += ["rollout_log_probs"] if cfg.tis_imp_ratio_cap > 0 else []
+        missing = [k for k in keys if k not in data.batch]
+        if missing:
+            raise KeyError(f"update_actor needs batch keys {missing} (use_kl_loss={cfg.use_kl_loss}, "
+                           f"tis_imp_ratio_cap={cfg.tis_imp_ratio_cap})")
+        data = data.select(batch_keys=keys)
+        metrics: dict[str, list] = {}
+        generator = torch.Generator().manual_seed(1234)
+        for _ in range(cfg.ppo_epochs):
+            epoch_data = data[torch.randperm(len(data), generator=generator)] if cfg.shuffle else data
+            for mini in epoch_data.split(plan.mini_batch_size):
+                self._update_mini_batch(mini, plan, temperature, metrics)
+        return mean_metrics(metrics)
+
+    def _update_mini_batch(self, mini: DataProto, plan: BatchPlan, temperature: float, metrics: dict) -> None:
+        cfg = self.config
+        micro_batches, _ = split_micro_batches(mini, plan)
+        num_tokens, num_seqs = global_counts(micro_batches, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_terms: dict[str, torch.Tensor] = {}
+        for mb in micro_batches:
+            loss, terms, ratios = self._micro_batch_loss(mb, temperature, num_tokens, num_seqs)
+            (loss * self.dp_size).backward()  # FSDP averages over ranks; the loss is already a global sum
+            for k, v in terms.items():
+                loss_terms[k] = loss_terms.get(k, 0.0) + v
+            for k, v in ratios.items():
+                metrics.setdefault(k, []).append(v)
+        for k, v in all_reduce_sum(loss_terms).items():  # the mini-batch's loss terms, equal on every rank
+            metrics.setdefault(k, []).append(v)
+        grad_norm = clip_grad_norm(self.model, cfg.grad_clip)
+        if torch.isfinite(grad_norm):
+            self.optimizer.step()
+        else:  # a non-finite gradient would poison the weights; skip this step and say so in the metrics
+            self.optimizer.zero_grad(set_to_none=True)
+        self.lr_scheduler.step()
+        metrics.setdefault("actor/grad_norm", []).append(grad_norm.detach())
+        metrics.setdefault("actor/lr", []).append(self.lr_scheduler.get_last_lr()[0])
+
+    def _micro_batch_loss(self, mb: DataProto, temperature: float, num_tokens: torch.Tensor,
+                          num_seqs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The micro-batch's share of the mini-batch loss, its loss terms (which add up over micro-batches
+        and ranks) and its ratio metrics (averaged)."""
+        cfg = self.config
+        dev = self.device
+        R = mb.batch["responses"].shape[-1]
+        mask = mb.batch["response_mask"].to(dev)
+        old_log_prob = mb.batch["old_log_probs"].to(dev)
+        advantages = mb.batch["advantages"].to(dev)
+        log_prob, entropy = response_logits(self.model, self._inputs(mb), R, temperature, self.packed,
+                                            calculate_entropy=cfg.entropy_coeff != 0)
+        norm = {"global_num_tokens": num_tokens, "global_num_seqs": num_seqs}
+        extra = {}
+        if cfg.tis_imp_ratio_cap > 0:
+            weights, _ = compute_tis_weights(old_log_prob, mb.batch["rollout_log_probs"].to(dev), mask, cap=cfg.tis_imp_ratio_cap)
+            extra["rollout_is_weights"] = weights
+        pl = cfg.policy_loss
+        pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower = self.policy_loss_fn(
+            old_log_prob, log_prob, advantages, mask,
+            cliprange=cfg.clip_ratio, cliprange_low=cfg.clip_ratio_low, cliprange_high=cfg.clip_ratio_high,
+            clip_ratio_c=cfg.clip_ratio_c, loss_agg_mode=cfg.loss_agg_mode,
+            clip_cov_ratio=pl.clip_cov_ratio, clip_cov_lb=pl.clip_cov_lb, clip_cov_ub=pl.clip_cov_ub,
+            kl_cov_ratio=pl.kl_cov_ratio, ppo_kl_coef=pl.ppo_kl_coef, **norm, **extra,
+        )
+        loss = pg_loss
+        terms = {"actor/pg_loss": pg_loss.detach()}
+        ratios = {"actor/pg_clipfrac": pg_clipfrac.detach(), "actor/ppo_kl": ppo_kl.detach(),
+                  "actor/pg_clipfrac_lower": pg_clipfrac_lower.detach()}
+        if entropy is not None:
+            ent = agg_loss(entropy, mask, cfg.loss_agg_mode, **norm)
+            loss = loss - cfg.entropy_coeff * ent
+            terms["actor/entropy"] = ent.detach()
+        if cfg.use_kl_loss:
+            kld = kl_penalty(log_prob, mb.batch["ref_log_prob"].to(dev), cfg.kl_loss_type)
+            kl_loss = agg_loss(kld, mask, cfg.loss_agg_mode, **norm)
+            loss = loss + cfg.kl_loss_coef * kl_loss
+            terms["actor/kl_loss"] = kl_loss.detach()
+        return loss, terms, ratios

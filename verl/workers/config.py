@@ -1,0 +1,348 @@
+"""Config sections of the workers: ``actor_rollout_ref.*``, ``critic.*`` and ``reward_model.*``.
+
+Key names follow verl's documented config. Batch sizes named ``*_mini_batch_size`` count prompts globally;
+``*_per_gpu`` sizes count sequences on one rank and change only speed and memory, never the math. The
+per-rank sizes a worker derives from them live in :class:`verl.workers.batching.BatchPlan`, never here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from verl.rollout.config import RolloutConfig
+
+__all__ = [
+    "ActorConfig",
+    "ActorRolloutRefConfig",
+    "CheckpointConfig",
+    "CriticConfig",
+    "CriticModelConfig",
+    "FSDPConfig",
+    "MixedPrecisionConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PolicyLossConfig",
+    "RefConfig",
+    "RewardModelConfig",
+    "RewardModelModelConfig",
+    "WorkerRolloutConfig",
+]
+
+
+@dataclass
+class MixedPrecisionConfig:
+    """Dtypes of FSDP2's mixed precision (used on accelerators; CPU runs compute in fp32)."""
+
+    param_dtype: str = "bf16"
+    """Dtype parameters are cast to for forward/backward (``bf16``, ``fp16`` or ``fp32``)."""
+    reduce_dtype: str = "fp32"
+    """Dtype gradients are reduced in across ranks."""
+    buffer_dtype: str = "fp32"
+    """Dtype of buffers (e.g. rotary caches)."""
+
+
+@dataclass
+class FSDPConfig:
+    """How a model is sharded with FSDP2 and what is offloaded to CPU between phases."""
+
+    param_offload: bool = False
+    """Move parameters to CPU while another phase (e.g. generation) uses the accelerator."""
+    optimizer_offload: bool = False
+    """Move optimizer state to CPU outside of ``update_*``."""
+    reshard_after_forward: bool = True
+    """Free gathered parameters after each layer's forward (ZeRO-3); False keeps them (ZeRO-2, faster, more memory)."""
+    fsdp_size: int = -1
+    """Ranks one model is sharded over; -1 = all ranks of the worker group."""
+    model_dtype: str = "fp32"
+    """Dtype of the master weights the optimizer updates (``fp32`` for training; ``bf16`` for reference models)."""
+    mixed_precision: MixedPrecisionConfig = field(default_factory=MixedPrecisionConfig)
+    """Compute and reduction dtypes on accelerators."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its learning-rate schedule."""
+
+    lr: float = 1e-6
+    """Peak learning rate."""
+    lr_warmup_steps: int = -1
+    """Linear warm-up steps; -1 = use ``lr_warmup_steps_ratio``."""
+    lr_warmup_steps_ratio: float = 0.0
+    """Warm-up as a fraction of the total training steps (when ``lr_warmup_steps`` is -1)."""
+    warmup_style: str = "constant"
+    """Schedule after warm-up: ``constant`` or ``cosine``."""
+    min_lr_ratio: float = 0.0
+    """Cosine schedule floor as a fraction of ``lr``."""
+    num_cycles: float = 0.5
+    """Cosine cycles over the run (0.5 = one half-cosine from ``lr`` down to the floor)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    total_training_steps: int = -1
+    """Optimizer steps of the whole run for the schedule; -1 = derived by the trainer (the config is not rewritten)."""
+
+
+@dataclass
+class CheckpointConfig:
+    """What a checkpoint holds."""
+
+    save_contents: list[str] = field(default_factory=lambda: ["model", "optimizer", "extra"])
+    """Parts to save: ``model``, ``optimizer``, ``extra`` (LR schedule, RNG) and ``hf_model`` (a transformers directory)."""
+    load_contents: list[str] = field(default_factory=lambda: ["model", "optimizer", "extra"])
+    """Parts to restore on resume."""
+
+
+@dataclass
+class ModelConfig:
+    """The policy model (also used by the reference and rollout)."""
+
+    path: str = ""
+    """Local directory of a transformers causal LM (config, weights, tokenizer)."""
+    tokenizer_path: str | None = None
+    """Tokenizer directory when it differs from ``path``."""
+    trust_remote_code: bool = False
+    """Allow model code shipped with the checkpoint."""
+    override_config: dict[str, Any] = field(default_factory=dict)
+    """Entries that override the model's ``config.json`` (e.g. ``+actor_rollout_ref.model.override_config.attention_dropout=0``)."""
+    external_lib: str | None = None
+    """A module imported before loading (registers custom architectures)."""
+    enable_gradient_checkpointing: bool = True
+    """Recompute activations in backward to save memory."""
+    use_remove_padding: bool = True
+    """Pack sequences without padding for forward passes (results equal the padded computation)."""
+    attn_implementation: str = "sdpa"
+    """transformers attention implementation: ``sdpa``, ``eager`` or ``flash_attention_2`` when installed."""
+    custom_chat_template: str | None = None
+    """A Jinja chat template replacing the tokenizer's."""
+    lora_rank: int = 0
+    """LoRA rank; 0 = full fine-tuning."""
+    lora_alpha: int = 16
+    """LoRA alpha."""
+    target_modules: Any = "all-linear"
+    """Modules LoRA adapts (a list of names or ``all-linear``)."""
+
+
+@dataclass
+class PolicyLossConfig:
+    """Which policy loss the actor minimises (``verl.trainer.ppo.core_algos`` registry)."""
+
+    loss_mode: str = "vanilla"
+    """Registered policy loss: ``vanilla``, ``gspo``, ``gpg``, ``clip_cov``, ``kl_cov``, ``geo_mean``, ``cispo``, ..."""
+    clip_cov_ratio: float = 0.0002
+    """clip_cov: fraction of tokens whose gradient is clipped."""
+    clip_cov_lb: float = 1.0
+    """clip_cov: lower bound of the covariance window."""
+    clip_cov_ub: float = 5.0
+    """clip_cov: upper bound of the covariance window."""
+    kl_cov_ratio: float = 0.0002
+    """kl_cov: fraction of tokens that get the KL penalty."""
+    ppo_kl_coef: float = 0.1
+    """kl_cov: coefficient of that penalty."""
+
+
+@dataclass
+class ActorConfig:
+    """The policy's PPO update."""
+
+    strategy: str = "fsdp2"
+    """Training backend: ``fsdp2`` (``fsdp`` is accepted as the same)."""
+    ppo_mini_batch_size: int = 256
+    """Prompts per optimizer step, globally (each contributes ``rollout.n`` responses)."""
+    ppo_micro_batch_size_per_gpu: int | None = None
+    """Sequences per forward/backward on one rank (gradient accumulation); speed and memory only."""
+    use_dynamic_bsz: bool = False
+    """Pack micro-batches by a token budget (``ppo_max_token_len_per_gpu``) instead of a fixed count."""
+    ppo_max_token_len_per_gpu: int = 16384
+    """Token budget of one micro-batch on one rank with ``use_dynamic_bsz``."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value."""
+    clip_ratio: float = 0.2
+    """PPO clip range epsilon (used for both sides unless ``clip_ratio_low/high`` are set)."""
+    clip_ratio_low: float | None = None
+    """Lower clip range (DAPO clip-higher); None = ``clip_ratio``."""
+    clip_ratio_high: float | None = None
+    """Upper clip range (DAPO clip-higher); None = ``clip_ratio``."""
+    clip_ratio_c: float = 3.0
+    """Dual-clip constant for negative advantages (Ye et al. 2020)."""
+    loss_agg_mode: str = "token-mean"
+    """``token-mean``, ``seq-mean-token-sum``, ``seq-mean-token-mean`` or ``seq-mean-token-sum-norm``."""
+    entropy_coeff: float = 0.0
+    """Entropy bonus coefficient (loss -= coeff x entropy)."""
+    use_kl_loss: bool = False
+    """Add ``kl_loss_coef`` x KL(actor || ref) to the loss (GRPO style) instead of a KL reward penalty."""
+    kl_loss_coef: float = 0.001
+    """Coefficient of the KL loss."""
+    kl_loss_type: str = "low_var_kl"
+    """KL estimator: ``kl``/``k1``, ``abs``, ``mse``/``k2``, ``low_var_kl``/``k3``, and ``+`` straight-through variants."""
+    ppo_epochs: int = 1
+    """Passes over the batch per training step."""
+    shuffle: bool = False
+    """Shuffle trajectories before splitting into mini-batches."""
+    tis_imp_ratio_cap: float = -1.0
+    """Truncated importance sampling cap for rollout/trainer log-prob mismatch; -1 = off (needs calculate_log_probs)."""
+    use_torch_compile: bool = True
+    """Compile the log-prob / entropy helpers on accelerators (ignored on CPU)."""
+    policy_loss: PolicyLossConfig = field(default_factory=PolicyLossConfig)
+    """Policy loss choice and its parameters."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and schedule."""
+    fsdp_config: FSDPConfig = field(default_factory=FSDPConfig)
+    """Sharding and offload."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoint contents."""
+
+
+@dataclass
+class RefConfig:
+    """The frozen reference policy (for KL)."""
+
+    log_prob_micro_batch_size_per_gpu: int | None = None
+    """Sequences per forward on one rank when computing reference log-probs."""
+    log_prob_use_dynamic_bsz: bool = False
+    """Pack those forwards by ``log_prob_max_token_len_per_gpu`` tokens instead."""
+    log_prob_max_token_len_per_gpu: int = 16384
+    """Token budget of one forward with dynamic batch size."""
+    fsdp_config: FSDPConfig = field(default_factory=lambda: FSDPConfig(param_offload=False))
+    """Sharding and offload of the reference model."""
+
+
+@dataclass
+class WorkerRolloutConfig(RolloutConfig):
+    """The rollout engine plus the micro-batching of the old-log-prob recomputation (verl keeps both here)."""
+
+    log_prob_micro_batch_size_per_gpu: int | None = None
+    """Sequences per forward on one rank when recomputing old log-probs."""
+    log_prob_use_dynamic_bsz: bool = False
+    """Pack those forwards by ``log_prob_max_token_len_per_gpu`` tokens instead."""
+    log_prob_max_token_len_per_gpu: int = 16384
+    """Token budget of one forward with dynamic batch size."""
+    tensor_model_parallel_size: int = 1
+    """Ranks one rollout replica spans; this engine runs one full replica per rank (only 1 is supported)."""
+
+
+@dataclass
+class ActorRolloutRefConfig:
+    """``actor_rollout_ref``: the policy model, its trainer, its rollout engine and the reference."""
+
+    hybrid_engine: bool = True
+    """Actor and rollout in one process sharing weights (the only mode)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy model."""
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    """The PPO update."""
+    ref: RefConfig = field(default_factory=RefConfig)
+    """The reference policy."""
+    rollout: WorkerRolloutConfig = field(default_factory=WorkerRolloutConfig)
+    """Generation."""
+
+
+@dataclass
+class CriticModelConfig:
+    """The value model: a causal-LM body with a one-output head."""
+
+    path: str = ""
+    """Local model directory; empty = the actor's ``model.path``."""
+    tokenizer_path: str | None = None
+    """Tokenizer directory when it differs from ``path``."""
+    trust_remote_code: bool = False
+    """Allow model code shipped with the checkpoint."""
+    override_config: dict[str, Any] = field(default_factory=dict)
+    """Entries that override the model's ``config.json``."""
+    external_lib: str | None = None
+    """A module imported before loading."""
+    enable_gradient_checkpointing: bool = True
+    """Recompute activations in backward."""
+    use_remove_padding: bool = True
+    """Pack sequences without padding for forward passes."""
+    attn_implementation: str = "sdpa"
+    """transformers attention implementation."""
+    fsdp_config: FSDPConfig = field(default_factory=FSDPConfig)
+    """Sharding and offload of the critic."""
+
+
+@dataclass
+class CriticConfig:
+    """``critic``: the value function of PPO with GAE (enabled automatically for ``adv_estimator=gae``)."""
+
+    enable: bool | None = None
+    """Force the critic on or off; None = on exactly when the advantage estimator needs values."""
+    strategy: str = "fsdp2"
+    """Training backend: ``fsdp2`` (``fsdp`` is accepted as the same)."""
+    model: CriticModelConfig = field(default_factory=CriticModelConfig)
+    """The value model."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5))
+    """Optimizer and schedule."""
+    ppo_mini_batch_size: int = 256
+    """Prompts per optimizer step, globally."""
+    ppo_micro_batch_size_per_gpu: int | None = None
+    """Sequences per forward/backward on one rank."""
+    forward_micro_batch_size_per_gpu: int | None = None
+    """Sequences per forward on one rank in ``compute_values``; None = ``ppo_micro_batch_size_per_gpu``."""
+    use_dynamic_bsz: bool = False
+    """Pack micro-batches by a token budget instead of a fixed count."""
+    ppo_max_token_len_per_gpu: int = 32768
+    """Token budget of one training micro-batch with dynamic batch size."""
+    forward_max_token_len_per_gpu: int = 32768
+    """Token budget of one forward in ``compute_values`` with dynamic batch size."""
+    ppo_epochs: int = 1
+    """Passes over the batch per training step."""
+    shuffle: bool = False
+    """Shuffle before splitting into mini-batches."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm."""
+    cliprange_value: float = 0.5
+    """Value clipping range (PPO's clipped value loss)."""
+    loss_agg_mode: str = "token-mean"
+    """How the value loss is aggregated."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoint contents."""
+
+
+@dataclass
+class RewardModelModelConfig:
+    """The reward model: a sequence scorer (a transformers token-classification model with one label)."""
+
+    path: str = ""
+    """Local model directory."""
+    input_tokenizer: str | None = None
+    """The policy's tokenizer directory when the reward model's tokenizer differs (responses are re-templated)."""
+    trust_remote_code: bool = False
+    """Allow model code shipped with the checkpoint."""
+    external_lib: str | None = None
+    """A module imported before loading."""
+    use_remove_padding: bool = False
+    """Pack sequences without padding for forward passes."""
+    attn_implementation: str = "sdpa"
+    """transformers attention implementation."""
+    fsdp_config: FSDPConfig = field(default_factory=lambda: FSDPConfig(param_offload=False))
+    """Sharding of the reward model."""
+
+
+@dataclass
+class RewardModelConfig:
+    """``reward_model``: a learned reward model and/or the rule-based reward manager."""
+
+    enable: bool = False
+    """Score responses with a reward model (added to the rule/function reward when both are set)."""
+    strategy: str = "fsdp2"
+    """Backend of the reward-model worker."""
+    model: RewardModelModelConfig = field(default_factory=RewardModelModelConfig)
+    """The reward model."""
+    micro_batch_size_per_gpu: int | None = None
+    """Sequences per forward on one rank."""
+    max_length: int | None = None
+    """Longest re-templated input for the reward model; None = no limit."""
+    use_dynamic_bsz: bool = False
+    """Pack forwards by ``forward_max_token_len_per_gpu`` tokens."""
+    forward_max_token_len_per_gpu: int = 32768
+    """Token budget of one forward with dynamic batch size."""
+    reward_manager: str = "naive"
+    """Reward manager that calls the reward function: ``naive``, ``batch``, ``prime`` or ``dapo``."""
+    launch_reward_fn_async: bool = False
+    """Compute the function reward in the background while log-probs are computed."""
+    reward_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the reward manager (e.g. ``overlong_buffer_cfg`` for ``dapo``)."""

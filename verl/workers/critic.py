@@ -1,0 +1,172 @@
+"""The value function: ``CriticWorker`` (SPMD worker) around ``ValueCritic`` (one rank's computations)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from verl.protocol import DataProto
+from verl.single_controller.base import Worker
+from verl.single_controller.base.decorator import Dispatch, register
+from verl.trainer.ppo.core_algos import compute_value_loss
+from verl.utils.config import from_mapping
+from verl.workers.actor import MODEL_INPUTS, all_reduce_sum, global_counts, mean_metrics
+from verl.workers.batching import BatchPlan, split_micro_batches
+from verl.workers.config import CriticConfig
+from verl.workers.forward import response_values
+from verl.workers.fsdp import (
+    build_lr_scheduler,
+    build_optimizer,
+    build_sharded_model,
+    clip_grad_norm,
+    load_checkpoint,
+    offload_model,
+    offload_optimizer,
+    save_checkpoint,
+)
+from verl.workers.perf import actor_perf_metrics
+
+__all__ = ["CriticWorker", "ValueCritic"]
+
+
+class ValueCritic:
+    """Values and clipped-value-loss updates of a (sharded) value model on this rank's slice."""
+
+    def __init__(self, model: nn.Module, config: CriticConfig, optimizer, lr_scheduler, packed: bool, dp_size: int):
+        self.model, self.config = model, config
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.packed, self.dp_size = packed, dp_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _values(self, mb: DataProto) -> torch.Tensor:
+        batch = {k: mb.batch[k].to(self.device) for k in MODEL_INPUTS}
+        return response_values(self.model, batch, mb.batch["responses"].shape[-1], self.packed)
+
+    @torch.no_grad()
+    def compute_values(self, data: DataProto, plan: BatchPlan) -> torch.Tensor:
+        """``(B, R)`` values of ``data``'s response states (0 where ``response_mask`` is 0)."""
+        self.model.eval()
+        micro_batches, restore = split_micro_batches(data, plan)
+        values = torch.cat([self._values(mb) for mb in micro_batches])
+        if restore is not None:
+            values = values[restore.to(values.device)]
+        return (values * data.batch["response_mask"].to(values.device)).cpu()
+
+    def update_critic(self, data: DataProto, plan: BatchPlan) -> dict[str, float]:
+        cfg = self.config
+        self.model.train()
+        data = data.select(batch_keys=[*MODEL_INPUTS, "responses", "response_mask", "values", "returns"])
+        metrics: dict[str, list] = {}
+        generator = torch.Generator().manual_seed(4321)
+        for _ in range(cfg.ppo_epochs):
+            epoch_data = data[torch.randperm(len(data), generator=generator)] if cfg.shuffle else data
+            for mini in epoch_data.split(plan.mini_batch_size):
+                micro_batches, _ = split_micro_batches(mini, plan)
+                num_tokens, num_seqs = global_counts(micro_batches, self.device)
+                self.optimizer.zero_grad(set_to_none=True)
+                vf_loss_sum = torch.zeros((), device=self.device)
+                for mb in micro_batches:
+                    dev = self.device
+                    vpreds = self._values(mb)
+                    vf_loss, vf_clipfrac = compute_value_loss(
+                        vpreds, mb.batch["returns"].to(dev), mb.batch["values"].to(dev), mb.batch["response_mask"].to(dev),
+                        cfg.cliprange_value, cfg.loss_agg_mode, global_num_tokens=num_tokens, global_num_seqs=num_seqs,
+                    )
+                    (vf_loss * self.dp_size).backward()  # FSDP averages over ranks; the loss is a global sum
+                    vf_loss_sum += vf_loss.detach()
+                    metrics.setdefault("critic/vf_clipfrac", []).append(vf_clipfrac.detach())
+                    metrics.setdefault("critic/vpred_mean", []).append(vpreds.detach()[mb.batch["response_mask"].bool()].mean())
+                grad_norm = clip_grad_norm(self.model, cfg.grad_clip)
+                if torch.isfinite(grad_norm):
+                    self.optimizer.step()
+                self.lr_scheduler.step()
+                metrics.setdefault("critic/vf_loss", []).append(all_reduce_sum({"l": vf_loss_sum})["l"])
+                metrics.setdefault("critic/grad_norm", []).append(grad_norm.detach())
+                metrics.setdefault("critic/lr", []).append(self.lr_scheduler.get_last_lr()[0])
+        return mean_metrics(metrics)
+
+
+class CriticWorker(Worker):
+    """The value model's SPMD worker.
+
+    Args:
+        config: the ``critic`` section (typed or a mapping).
+        rollout_n: responses per prompt (mini-batches count prompts).
+        total_training_steps: schedule length when ``critic.optim.total_training_steps`` is -1.
+        model_path: the model to start from when ``critic.model.path`` is empty (the trainer passes the actor's).
+    """
+
+    def __init__(self, config: CriticConfig | Mapping[str, Any], rollout_n: int = 1, total_training_steps: int = -1,
+                 model_path: str = ""):
+        super().__init__()
+        self.config = config if isinstance(config, CriticConfig) else from_mapping(CriticConfig, config, "critic.")
+        self.rollout_n = rollout_n
+        steps = self.config.optim.total_training_steps
+        self.total_training_steps = steps if steps > 0 else total_training_steps
+        self.model_path = self.config.model.path or model_path
+        if not self.model_path:
+            raise ValueError("set critic.model.path (the value model's directory)")
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def init_model(self) -> None:
+        from verl.workers.fsdp_workers import load_tokenizer
+
+        cfg = self.config
+        self.tokenizer = load_tokenizer(cfg.model.tokenizer_path or self.model_path, cfg.model.trust_remote_code)
+        self.module = build_sharded_model(cfg.model, "value", cfg.model.fsdp_config, self.world_size, self.device,
+                                          train=True, path=self.model_path)
+        self.optimizer = build_optimizer(self.module, cfg.optim)
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, self.total_training_steps)
+        self.critic = ValueCritic(self.module, cfg, self.optimizer, self.lr_scheduler, cfg.model.use_remove_padding,
+                                  self.world_size)
+        self._offload(True)
+
+    def _offload(self, to_cpu: bool) -> None:
+        fsdp = self.config.model.fsdp_config
+        if fsdp.param_offload:
+            offload_model(self.module, to_cpu, self.device)
+        if fsdp.optimizer_offload:
+            offload_optimizer(self.optimizer, to_cpu, self.device)
+
+    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    def compute_values(self, data: DataProto) -> DataProto:
+        cfg = self.config
+        plan = BatchPlan.for_forward(cfg.forward_micro_batch_size_per_gpu or cfg.ppo_micro_batch_size_per_gpu,
+                                     cfg.use_dynamic_bsz, cfg.forward_max_token_len_per_gpu)
+        self._offload(False)
+        values = self.critic.compute_values(data, plan)
+        self._offload(True)
+        return DataProto.from_dict({"values": values})
+
+    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    def update_critic(self, data: DataProto) -> DataProto:
+        cfg = self.config
+        plan = BatchPlan.for_update("critic", cfg.ppo_mini_batch_size, self.rollout_n, self.world_size,
+                                    cfg.ppo_micro_batch_size_per_gpu, cfg.use_dynamic_bsz, cfg.ppo_max_token_len_per_gpu)
+        self._offload(False)
+        start = time.perf_counter()
+        metrics = self.critic.update_critic(data, plan)
+        metrics.update(actor_perf_metrics(self.module, data, time.perf_counter() - start, cfg.ppo_epochs, prefix="critic"))
+        self._offload(True)
+        return DataProto(meta_info={"metrics": metrics})
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_checkpoint(self, local_path: str, global_step: int = 0) -> None:
+        self._offload(False)
+        save_checkpoint(local_path, self.module, self.optimizer, self.lr_scheduler, self.config.checkpoint.save_contents,
+                        self.rank, self.world_size, hf_save=(self.module.config, self.tokenizer))
+        self._offload(True)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def load_checkpoint(self, local_path: str) -> None:
+        self._offload(False)
+        load_checkpoint(local_path, self.module, self.optimizer, self.lr_scheduler, self.config.checkpoint.load_contents,
+                        self.rank, self.world_size)
+        self._offload(True)

@@ -1,0 +1,343 @@
+"""The one place that loads, wraps and checkpoints models: FSDP2, mixed precision, offload, optimizers.
+
+Models are plain transformers modules; this module applies ``fully_shard`` to each decoder layer and then
+to the root (so tied embeddings stay in one group), over a device mesh of the worker group's ranks.
+Checkpoints use torch.distributed.checkpoint (one shard file per rank, readable without a process group).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from verl.utils.device import get_device_name
+from verl.workers.config import FSDPConfig, OptimConfig
+
+__all__ = [
+    "apply_fsdp2",
+    "build_lr_scheduler",
+    "build_optimizer",
+    "build_sharded_model",
+    "full_state_dict_iter",
+    "load_checkpoint",
+    "load_hf_model",
+    "offload_model",
+    "offload_optimizer",
+    "save_checkpoint",
+]
+
+DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+          "fp32": torch.float32, "float32": torch.float32}
+
+
+def to_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; use one of {sorted(DTYPES)}") from None
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load_hf_model(
+    path: str,
+    kind: str = "causal_lm",
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    override_config: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    external_lib: str | None = None,
+    gradient_checkpointing: bool = False,
+) -> nn.Module:
+    """Load a transformers model from a local directory.
+
+    ``kind="causal_lm"`` gives the LM; ``kind="value"`` a token-classification model with one output per
+    token on the same body (critic / reward model), its head freshly initialised when the checkpoint is a LM.
+    """
+    import transformers
+
+    if external_lib:
+        importlib.import_module(external_lib)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"model path {path!r} is not a local directory with a transformers checkpoint")
+    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    for key, value in (override_config or {}).items():
+        setattr(config, key, value)
+    if kind == "causal_lm":
+        auto_cls = transformers.AutoModelForCausalLM
+    elif kind == "value":
+        config.num_labels = 1
+        auto_cls = transformers.AutoModelForTokenClassification
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    dtype_kw = "dtype" if _transformers_takes_dtype() else "torch_dtype"
+    model = auto_cls.from_pretrained(
+        path, config=config, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
+        **{dtype_kw: dtype},
+    )
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    return model
+
+
+def _transformers_takes_dtype() -> bool:
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return (major, minor) >= (4, 56)
+
+
+# ------------------------------------------------------------------------------------------------ FSDP2
+
+
+def build_mesh(world_size: int, fsdp_size: int):
+    """A 1-D mesh (pure sharding) or, with ``0 < fsdp_size < world_size``, a 2-D (replicate, shard) mesh (HSDP)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    device = get_device_name()
+    if fsdp_size <= 0 or fsdp_size >= world_size:
+        return init_device_mesh(device, (world_size,), mesh_dim_names=("fsdp",))
+    if world_size % fsdp_size:
+        raise ValueError(f"fsdp_config.fsdp_size={fsdp_size} must divide the {world_size} ranks of the worker group")
+    return init_device_mesh(device, (world_size // fsdp_size, fsdp_size), mesh_dim_names=("ddp", "fsdp"))
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The repeated blocks FSDP shards one by one (transformers names their classes in ``_no_split_modules``)."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"cannot find decoder layers of {type(model).__name__}: set _no_split_modules on the model")
+    return layers
+
+
+def apply_fsdp2(model: nn.Module, fsdp_config: FSDPConfig, world_size: int) -> nn.Module:
+    """Shard ``model`` in place with FSDP2 over the worker group (per decoder layer, then the root).
+
+    On accelerators the forward runs in ``mixed_precision.param_dtype`` and gradients reduce in
+    ``reduce_dtype``; on CPU everything stays fp32.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    if not dist.is_initialized():
+        return model
+    kwargs: dict[str, Any] = {
+        "mesh": build_mesh(world_size, fsdp_config.fsdp_size),
+        "reshard_after_forward": fsdp_config.reshard_after_forward,
+    }
+    if get_device_name() != "cpu":
+        mp = fsdp_config.mixed_precision
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=to_dtype(mp.param_dtype), reduce_dtype=to_dtype(mp.reduce_dtype))
+    for layer in decoder_layers(model):
+        fully_shard(layer, **kwargs)
+    fully_shard(model, **kwargs)
+    return model
+
+
+def full_state_dict_iter(model: nn.Module, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, full tensor)`` pairs of the model's weights, gathered one at a time from FSDP shards.
+
+    Every rank must consume the iterator in full (each gather is a collective).
+    """
+    for name, tensor in model.state_dict().items():
+        if hasattr(tensor, "full_tensor"):
+            tensor = tensor.full_tensor()
+        yield name, tensor.to(dtype) if dtype is not None else tensor
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Clip the global gradient norm across shards; returns the pre-clip norm (a plain tensor)."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return norm
+
+
+# ------------------------------------------------------------------------------------------------ offload
+
+
+def offload_model(model: nn.Module, to_cpu: bool, device: torch.device) -> None:
+    """Move (sharded) parameters and gradients to CPU, or back to ``device``."""
+    model.to("cpu" if to_cpu else device)
+
+
+def offload_optimizer(optimizer: torch.optim.Optimizer, to_cpu: bool, device: torch.device) -> None:
+    target = torch.device("cpu") if to_cpu else device
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(target, non_blocking=True)
+
+
+# ------------------------------------------------------------------------------------------------ optimizer
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
+
+
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then ``constant`` or ``cosine`` (down to ``min_lr_ratio``) over ``total_steps``."""
+    warmup = optim.lr_warmup_steps
+    if warmup < 0:
+        warmup = int(optim.lr_warmup_steps_ratio * max(total_steps, 0))
+    style = optim.warmup_style
+    if style not in ("constant", "cosine"):
+        raise ValueError(f"optim.warmup_style={style!r}: use 'constant' or 'cosine'")
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if style == "constant" or total_steps <= warmup:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * 2.0 * optim.num_cycles * progress))
+        return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["accelerator"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "accelerator" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["accelerator"])
+
+
+def save_checkpoint(
+    path: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    lr_scheduler: Any | None,
+    contents: list[str],
+    rank: int,
+    world_size: int,
+    hf_save: tuple[Any, Any] | None = None,
+) -> None:
+    """Save the parts named in ``contents`` under ``path`` (every rank calls this).
+
+    ``model``/``optimizer``: sharded, via torch.distributed.checkpoint (``path/model``, ``path/optim``);
+    ``extra``: this rank's LR-scheduler and RNG state; ``hf_model``: a transformers directory written by rank 0
+    (``hf_save`` = (config, tokenizer)). The caller makes the directory visible atomically.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    os.makedirs(path, exist_ok=True)
+    if "model" in contents:
+        dcp.save(get_model_state_dict(model), checkpoint_id=os.path.join(path, "model"))
+    if "optimizer" in contents and optimizer is not None:
+        dcp.save(get_optimizer_state_dict(model, optimizer), checkpoint_id=os.path.join(path, "optim"))
+    if "extra" in contents:
+        extra = {"lr_scheduler": lr_scheduler.state_dict() if lr_scheduler else None, "rng": _rng_state()}
+        torch.save(extra, os.path.join(path, f"extra_state_world_size_{world_size}_rank_{rank}.pt"))
+    if "hf_model" in contents:
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if rank == 0:
+            save_hf_directory(os.path.join(path, "huggingface"), full, *(hf_save or (None, None)))
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def save_hf_directory(path: str, state_dict: dict[str, torch.Tensor], config: Any, tokenizer: Any) -> None:
+    """A directory ``AutoModel*.from_pretrained`` loads: config, safetensors weights, tokenizer."""
+    from safetensors.torch import save_file
+
+    os.makedirs(path, exist_ok=True)
+    if config is not None:
+        config.save_pretrained(path)
+    tied = getattr(config, "tie_word_embeddings", False)
+    tensors = {k: v.contiguous() for k, v in state_dict.items() if not (tied and k == "lm_head.weight")}
+    save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+
+
+def load_checkpoint(
+    path: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    lr_scheduler: Any | None,
+    contents: list[str],
+    rank: int,
+    world_size: int,
+) -> None:
+    """Restore what :func:`save_checkpoint` wrote (same world size for ``extra``)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no checkpoint directory {path}")
+    if "model" in contents:
+        state = get_model_state_dict(model)
+        dcp.load(state, checkpoint_id=os.path.join(path, "model"))
+        set_model_state_dict(model, state)
+    if "optimizer" in contents and optimizer is not None:
+        state = get_optimizer_state_dict(model, optimizer)
+        dcp.load(state, checkpoint_id=os.path.join(path, "optim"))
+        set_optimizer_state_dict(model, optimizer, state)
+    if "extra" in contents:
+        file = os.path.join(path, f"extra_state_world_size_{world_size}_rank_{rank}.pt")
+        if not os.path.exists(file):
+            raise FileNotFoundError(f"{file} is missing: the checkpoint was saved with a different number of ranks")
+        extra = torch.load(file, weights_only=False)
+        if lr_scheduler is not None and extra["lr_scheduler"] is not None:
+            lr_scheduler.load_state_dict(extra["lr_scheduler"])
+        _set_rng_state(extra["rng"])
+
+
+def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, world_size: int, device: torch.device,
+                        train: bool, path: str | None = None) -> nn.Module:
+    """Load a model section's checkpoint and shard it over the worker group.
+
+    Trained models keep ``fsdp_config.model_dtype`` master weights (fp32); frozen ones (reference, reward
+    model) load in the compute dtype on accelerators and take no gradients.
+    """
+    if train or get_device_name() == "cpu":
+        dtype = to_dtype(fsdp_config.model_dtype) if train else torch.float32
+    else:
+        dtype = to_dtype(fsdp_config.mixed_precision.param_dtype)
+    model = load_hf_model(
+        path or model_cfg.path,
+        kind=kind,
+        dtype=dtype,
+        attn_implementation=getattr(model_cfg, "attn_implementation", "sdpa"),
+        override_config=getattr(model_cfg, "override_config", None),
+        trust_remote_code=getattr(model_cfg, "trust_remote_code", False),
+        external_lib=getattr(model_cfg, "external_lib", None),
+        gradient_checkpointing=train and getattr(model_cfg, "enable_gradient_checkpointing", False),
+    )
+    model.to(device)
+    if not train:
+        model.requires_grad_(False)
+        model.eval()
+    return apply_fsdp2(model, fsdp_config, world_size)
