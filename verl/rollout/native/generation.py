@@ -79,6 +79,7 @@ class GenerationRun:
         progress = _progress(len(self.keys), self.options.show_progress)
         since_check = 0
         self._fill_slots()
+        self._update_earliest_start()
         while self.pool.num_active():
             if since_check >= self.options.check_interval or self._some_slot_at_length():
                 since_check = 0
@@ -87,6 +88,7 @@ class GenerationRun:
                     self._fill_slots()
                 else:
                     self._compact()
+                self._update_earliest_start()
                 if not self.pool.num_active():
                     break
             self._decode_step()
@@ -96,8 +98,11 @@ class GenerationRun:
 
     def _some_slot_at_length(self) -> bool:
         """Known on the host without a sync: a slot that started ``R - 1`` steps ago has surely finished."""
-        r = self.request.response_length
-        return any(self.step_count - self.slot_start_step[s] + 1 >= r for s in self.pool.active_slots())
+        return self.step_count - self._earliest_start + 1 >= self.request.response_length
+
+    def _update_earliest_start(self) -> None:
+        active = self.pool.active_slots()
+        self._earliest_start = min((self.slot_start_step[s] for s in active), default=self.step_count)
 
     # ------------------------------------------------------------------ prefill
 

@@ -34,6 +34,7 @@ class SlotPool:
 
     def __init__(self, num_slots: int):
         self.owner = [-1] * num_slots
+        self._active = 0
 
     @property
     def num_slots(self) -> int:
@@ -46,7 +47,7 @@ class SlotPool:
         return [s for s, r in enumerate(self.owner) if r >= 0]
 
     def num_active(self) -> int:
-        return sum(r >= 0 for r in self.owner)
+        return self._active
 
     def high_water(self) -> int:
         """One past the highest occupied slot: the decode batch must cover slots ``0 .. high_water-1``."""
@@ -62,13 +63,17 @@ class SlotPool:
             raise RuntimeError(f"{len(requests)} requests but only {len(free)} free slots")
         for r, s in zip(requests, free):
             self.owner[s] = r
+        self._active += len(requests)
         return free[: len(requests)]
 
     def release(self, slots: Sequence[int]) -> list[int]:
         """Free ``slots``; returns the request ids that held them."""
         out = [self.owner[s] for s in slots]
+        if min(out, default=0) < 0:
+            raise RuntimeError(f"releasing free slot(s) {[s for s, r in zip(slots, out) if r < 0]}")
         for s in slots:
             self.owner[s] = -1
+        self._active -= len(slots)
         return out
 
     def compaction_moves(self) -> list[tuple[int, int]]:
