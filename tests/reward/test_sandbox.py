@@ -169,3 +169,21 @@ def test_outputs_match_tolerances():
 def test_default_compute_score_routes_code():
     good = fenced("a, b = map(int, input().split())\nprint(a + b)")
     assert default_compute_score("codecontests", good, json.dumps(ADD_TESTS))["score"] == 1.0
+
+
+def test_files_outside_the_working_directory_are_protected(tmp_path):
+    victim = tmp_path / "keep.txt"
+    victim.write_text("precious")
+    for code in (
+        f"open({str(victim)!r}, 'w').write('gone')",
+        f"import os\nos.remove({str(victim)!r})",
+        f"import shutil\nshutil.rmtree({str(tmp_path)!r})",
+        f"import os\nos.symlink({str(victim)!r}, 'link')\nopen('link', 'w').write('gone')",
+    ):
+        res = run_python(code, limits=FAST)
+        assert res.status == "runtime_error" and "PermissionError" in res.stderr, code
+    assert victim.read_text() == "precious"
+    # inside its own working directory the program may write, and numpy still imports
+    inside = "open('out.txt', 'w').write('ok')\nimport numpy\nprint(open('out.txt').read(), numpy.int64(2) + 1)"
+    res = run_python(inside, limits=FAST)
+    assert res.status == "ok" and res.stdout.split() == ["ok", "3"], res.stderr

@@ -270,7 +270,8 @@ class RewardManagerBase:
             print(f"[response] {batch.response_strs[i]}")
             print(f"[ground_truth] {batch.ground_truths[i]}")
             for key, values in extra.items():
-                print(f"[{key}] {values[i]}")
+                if key != "score":
+                    print(f"[{key}] {values[i]}")
             print(f"[score] {rewards[i]}")
 
 

@@ -11,8 +11,11 @@ Layers of protection, each independent of the others:
   a Python audit hook (PEP 578) installed before the user's code refuses socket creation/connection,
   process spawning (``subprocess``, ``os.system``, ``os.fork``, ``exec``) and ``ctypes`` symbol lookups.
   The audit hook alone is a best-effort fallback (C extensions can bypass it); the namespace is the real barrier.
-- **Temporary working directory**, removed afterwards; an almost empty environment; ``python -I`` (isolated
-  mode: no ``PYTHON*`` variables, no user site-packages, script directory not on ``sys.path``).
+- **Files**: the same audit hook refuses writing, deleting, renaming or changing files outside the working
+  directory (best effort: a guard against careless programs, not a jail; the child runs as the caller's user).
+- **Temporary working directory**, removed afterwards; an almost empty environment; ``python -I -B`` (isolated
+  mode: no ``PYTHON*`` variables, no user site-packages, script directory not on ``sys.path``; no ``.pyc``
+  writes).
 
 Standard library only.
 """
@@ -48,7 +51,8 @@ class SandboxLimits:
     isolate_network: bool = True
     """Run in a fresh network namespace when the OS allows it (see :func:`network_namespace_prefix`)."""
     python_guard: bool = True
-    """Install the audit hook that blocks sockets, subprocesses, fork and ctypes inside the child."""
+    """Install the audit hook that blocks sockets, subprocesses, fork, ctypes and file changes outside the
+    working directory inside the child."""
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.memory_mb <= 0 or self.output_mb <= 0:
@@ -89,9 +93,25 @@ if cfg["guard"]:
     _blocked = ("socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto",
                 "socket.sendmsg", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
                 "os.fork", "os.forkpty", "ctypes.dlsym", "ctypes.dlsym/handle", "pty.spawn")
+    import os
+    _work = os.getcwd()
+    _write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    # which arguments of these events are paths that get modified
+    _path_events = {"os.remove": (0,), "os.rmdir": (0,), "os.rename": (0, 1), "os.chmod": (0,), "os.chown": (0,),
+                    "os.truncate": (0,), "os.symlink": (1,), "os.link": (1,), "os.mkdir": (0,), "os.utime": (0,),
+                    "shutil.rmtree": (0,)}
+    def _inside(path):
+        if isinstance(path, int):
+            return True  # an already open descriptor
+        real = os.path.realpath(os.fsdecode(path))
+        return real == _work or real.startswith(_work + os.sep) or real == os.devnull
     def _hook(event, args):
         if event in _blocked:
             raise PermissionError(f"sandbox: {event} is not allowed")
+        if event == "open" and args[2] & _write_flags and not _inside(args[0]):
+            raise PermissionError(f"sandbox: writing {args[0]!r} outside the working directory is not allowed")
+        if event in _path_events and not all(_inside(args[i]) for i in _path_events[event]):
+            raise PermissionError(f"sandbox: {event} outside the working directory is not allowed")
     sys.addaudithook(_hook)
 sys.argv = ["solution.py"]
 runpy.run_path("solution.py", run_name="__main__")
@@ -171,7 +191,7 @@ def run_python(
             f.write(code)
         out_path, err_path = os.path.join(root, "stdout"), os.path.join(root, "stderr")
         env = {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"}
-        cmd = [*prefix, python or sys.executable, "-I", "-c", _WRAPPER, json.dumps(cfg)]
+        cmd = [*prefix, python or sys.executable, "-I", "-B", "-c", _WRAPPER, json.dumps(cfg)]
         start = time.monotonic()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
