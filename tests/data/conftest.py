@@ -11,16 +11,6 @@ def tokenizer():
     return build_tiny_tokenizer()
 
 
-def rl_row(question, truth, index, source="openai/gsm8k", split="train"):
-    return {
-        "data_source": source,
-        "prompt": [{"role": "user", "content": question}],
-        "ability": "math",
-        "reward_model": {"style": "rule", "ground_truth": truth},
-        "extra_info": {"split": split, "index": index},
-    }
-
-
 @pytest.fixture
 def make_parquet(tmp_path):
     def make(rows, name="train.parquet"):

@@ -106,7 +106,7 @@ def test_many_files_and_formats(tokenizer, make_parquet, tmp_path):
     assert [ds[i]["data_source"] for i in range(len(ds))] == ["openai/gsm8k", "openai/gsm8k", "math", "x"]
     batch = collate_fn([ds[i] for i in range(len(ds))])
     assert batch["note"].tolist() == [None, None, None, 7]  # a column only one file has
-    assert RLHFDataset([a, str(b)], tokenizer, {"max_prompt_length": 64}, max_samples=2).__len__() == 2
+    assert len(RLHFDataset([a, str(b)], tokenizer, {"max_prompt_length": 64}, max_samples=2)) == 2
 
 
 def test_collate_into_dataproto(tokenizer, make_parquet):
@@ -155,8 +155,10 @@ def test_missing_prompt_column_and_file(tokenizer, make_parquet, tmp_path):
 def test_data_config_validation():
     assert DataConfig.from_any(OmegaConf.create({"max_prompt_length": 7})).max_prompt_length == 7
     assert DataConfig.from_any({"custom_cls": {"path": None, "name": None}}).custom_cls.path is None
-    with pytest.raises(ValueError, match=r"unknown data config key\(s\) \['max_prompt_len'\]"):
+    with pytest.raises(ValueError, match=r"unknown config key data.max_prompt_len; did you mean data.max_prompt_length"):
         DataConfig.from_any({"max_prompt_len": 7})
+    with pytest.raises(ValueError, match="data.max_prompt_length must be an integer"):
+        DataConfig.from_any({"max_prompt_length": "long"})
     with pytest.raises(ValueError, match="data.truncation"):
         DataConfig(truncation="cut")
     with pytest.raises(ValueError, match="max_prompt_length"):

@@ -257,6 +257,6 @@ def test_dapo_config_errors(tokenizer):
         DAPORewardManager(tokenizer, overlong_buffer_cfg={"enable": True, "len": 4})
     with pytest.raises(ValueError, match="overlong_buffer.len"):
         DAPORewardManager(tokenizer, max_resp_len=8, overlong_buffer_cfg={"enable": True, "len": 16})
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match="unknown config key reward_model.overlong_buffer.enabled"):
         DAPORewardManager(tokenizer, max_resp_len=8, overlong_buffer_cfg={"enabled": True})
     assert math.isclose(overlong_penalty(7, 8, 4, 1.0), -0.75)

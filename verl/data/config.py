@@ -6,10 +6,10 @@ mapping or an OmegaConf node with these keys (:meth:`DataConfig.from_any`).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from verl.utils.config import from_mapping
 
 __all__ = ["TRUNCATION_MODES", "CustomClassConfig", "DataConfig"]
 
@@ -83,8 +83,6 @@ class DataConfig:
     """A user dataset class to use instead of :class:`RLHFDataset`."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.custom_cls, Mapping) or self.custom_cls is None:
-            self.custom_cls = CustomClassConfig(**dict(self.custom_cls or {}))
         if self.truncation not in TRUNCATION_MODES:
             raise ValueError(f"data.truncation must be one of {TRUNCATION_MODES}, got {self.truncation!r}")
         if self.max_prompt_length <= 0:
@@ -98,20 +96,8 @@ class DataConfig:
     def from_any(cls, obj: Any) -> DataConfig:
         """A :class:`DataConfig` from ``None`` (defaults), an instance, a mapping or an OmegaConf node.
 
-        Unknown keys raise, naming them and the known keys.
+        Unknown keys and wrongly typed values raise :class:`~verl.utils.config.ConfigError` naming ``data.<key>``.
         """
         if isinstance(obj, cls):
             return obj
-        if obj is None:
-            return cls()
-        if type(obj).__module__.startswith("omegaconf"):
-            from omegaconf import OmegaConf
-
-            obj = OmegaConf.to_container(obj, resolve=True)
-        if not isinstance(obj, Mapping):
-            raise TypeError(f"data config must be a DataConfig or a mapping, got {type(obj).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(obj) - known)
-        if unknown:
-            raise ValueError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**obj)
+        return from_mapping(cls, {} if obj is None else obj, prefix="data.")

@@ -7,9 +7,10 @@ that tree as plain mappings / OmegaConf and reads only the keys below.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from verl.utils.config import from_mapping, plain_mapping, to_dict
 
 __all__ = ["CustomRewardFunctionConfig", "OverlongBufferConfig", "RewardManagerConfig", "to_plain_dict"]
 
@@ -17,32 +18,22 @@ T = TypeVar("T")
 
 
 def to_plain_dict(obj: Any) -> dict[str, Any]:
-    """A plain dict from ``None``, a dataclass, a mapping, or an OmegaConf node."""
+    """A plain dict from ``None``, a (nested) dataclass, a mapping, or an OmegaConf node."""
     if obj is None:
         return {}
-    if type(obj).__module__.startswith("omegaconf"):
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(obj, resolve=True)  # type: ignore[return-value]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    raise TypeError(f"expected a mapping or a dataclass config, got {type(obj).__name__}")
+        return to_dict(obj)
+    return plain_mapping(obj)
 
 
 class _FromAny:
     @classmethod
     def from_any(cls: type[T], obj: Any, where: str = "") -> T:
-        """Build from ``None`` (defaults), an instance, a mapping or an OmegaConf node; unknown keys raise."""
+        """Build from ``None`` (defaults), an instance, a mapping or an OmegaConf node; unknown keys raise
+        :class:`~verl.utils.config.ConfigError` naming ``<where>.<key>``."""
         if isinstance(obj, cls):
             return obj
-        values = to_plain_dict(obj)
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in {where or cls.__name__}; known keys: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, to_plain_dict(obj), prefix=f"{where}." if where else "")
 
 
 @dataclass
@@ -81,6 +72,3 @@ class RewardManagerConfig(_FromAny):
     """Keyword arguments of the manager's constructor (e.g. ``timeout_s``/``num_workers`` for ``prime``)."""
     overlong_buffer: OverlongBufferConfig = field(default_factory=OverlongBufferConfig)
     """DAPO overlong shaping (used by the ``dapo`` manager)."""
-
-    def __post_init__(self) -> None:
-        self.overlong_buffer = OverlongBufferConfig.from_any(self.overlong_buffer, "reward_model.overlong_buffer")

@@ -43,7 +43,7 @@ class DAPORewardManager(NaiveRewardManager):
                  on_error: str = "zero", max_concurrency: int = 64, max_resp_len: int | None = None,
                  overlong_buffer_cfg: OverlongBufferConfig | dict | None = None):  # fmt: skip
         super().__init__(tokenizer, num_examine, compute_score, reward_fn_key, on_error, max_concurrency)
-        cfg = OverlongBufferConfig.from_any(overlong_buffer_cfg)
+        cfg = OverlongBufferConfig.from_any(overlong_buffer_cfg, "reward_model.overlong_buffer")
         if cfg.enable:
             if max_resp_len is None:
                 raise ValueError("the DAPO overlong buffer needs max_resp_len (data.max_response_length)")

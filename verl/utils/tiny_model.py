@@ -24,6 +24,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "build_tiny_model",
     "build_tiny_tokenizer",
+    "chat_prompt_ids",
     "tiny_corpus",
 ]
 
