@@ -44,7 +44,7 @@ ERROR_POLICIES = ("zero", "raise")
 class DecodedBatch:
     """The strings and per-sample fields a score function needs, for ``B`` samples."""
 
-    prompt_strs: list[str]
+    prompt_strs: list[str]  # empty unless decoded (only printed examples need them)
     response_strs: list[str]
     valid_response_lengths: torch.Tensor  # (B,) int64
     data_sources: list[str]
@@ -80,14 +80,18 @@ def _column(data: DataProto, key: str, fix: str) -> np.ndarray:
     return data.non_tensor_batch[key]
 
 
-def decode_batch(data: DataProto, tokenizer: Any, reward_fn_key: str = "data_source") -> DecodedBatch:
-    """Decode each sample's valid prompt and response tokens and collect its data source, truth, extra info."""
+def decode_batch(data: DataProto, tokenizer: Any, reward_fn_key: str = "data_source",
+                 decode_prompts: bool = True) -> DecodedBatch:  # fmt: skip
+    """Decode each sample's valid response (and prompt) tokens and collect its data source, truth, extra info."""
     prompts, responses = data.batch["prompts"], data.batch["responses"]  # (B, P), (B, R)
     mask = data.batch["attention_mask"]  # (B, P + R)
     p_len = prompts.shape[-1]
-    valid_prompt = mask[:, :p_len].sum(-1).tolist()
-    valid_resp = mask[:, p_len:].sum(-1).to(torch.long)  # (B,)
-    prompt_ids = [row[p_len - n :].tolist() if n else [] for row, n in zip(prompts, valid_prompt)]
+    valid_resp = mask[:, p_len:].sum(-1).to(device="cpu", dtype=torch.long)  # (B,)
+    prompt_strs = []
+    if decode_prompts:  # left-padded: the valid prompt tokens are the last ones
+        valid_prompt = mask[:, :p_len].sum(-1).tolist()
+        prompt_ids = [row[p_len - n :].tolist() if n else [] for row, n in zip(prompts, valid_prompt)]
+        prompt_strs = tokenizer.batch_decode(prompt_ids, skip_special_tokens=True)
     response_ids = [row[:n].tolist() for row, n in zip(responses, valid_resp.tolist())]
     sources = _column(data, reward_fn_key, "set data.reward_fn_key to the column holding the data source")
     reward_model = _column(data, "reward_model", 'each row needs reward_model={"ground_truth": ...}')
@@ -101,7 +105,7 @@ def decode_batch(data: DataProto, tokenizer: Any, reward_fn_key: str = "data_sou
         turns = data.non_tensor_batch["__num_turns__"]
         extras = [dict(e or {}, num_turns=int(t)) for e, t in zip(extras, turns)]
     return DecodedBatch(
-        prompt_strs=tokenizer.batch_decode(prompt_ids, skip_special_tokens=True),
+        prompt_strs=prompt_strs,
         response_strs=tokenizer.batch_decode(response_ids, skip_special_tokens=True),
         valid_response_lengths=valid_resp,
         data_sources=[str(s) for s in sources],
@@ -213,7 +217,7 @@ class RewardManagerBase:
         if "rm_scores" in data.batch:  # a reward model already scored this batch
             scores = data.batch["rm_scores"]
             return {"reward_tensor": scores, "reward_extra_info": {}, "reward_metrics": {}} if return_dict else scores
-        batch = decode_batch(data, self.tokenizer, self.reward_fn_key)
+        batch = decode_batch(data, self.tokenizer, self.reward_fn_key, decode_prompts=self.num_examine > 0)
         scored = self._collect(self.score(batch))
         rewards = self.shape_rewards(batch, scored.rewards, scored.extra)
         responses = data.batch["responses"]
