@@ -260,3 +260,16 @@ def test_dapo_config_errors(tokenizer):
     with pytest.raises(ValueError, match="unknown config key reward_model.overlong_buffer.enabled"):
         DAPORewardManager(tokenizer, max_resp_len=8, overlong_buffer_cfg={"enabled": True})
     assert math.isclose(overlong_penalty(7, 8, 4, 1.0), -0.75)
+
+
+@pytest.mark.gpu
+def test_rewards_for_a_batch_on_the_accelerator(tokenizer, rollout_batch):
+    from verl.utils.device import get_device
+
+    cpu_batch = rollout_batch(tokenizer, PROMPTS, RESPONSES, SOURCES, TRUTHS)
+    expected = NaiveRewardManager(tokenizer)(cpu_batch)
+    batch = rollout_batch(tokenizer, PROMPTS, RESPONSES, SOURCES, TRUTHS).to(get_device())
+    for manager in (NaiveRewardManager(tokenizer), PrimeRewardManager(tokenizer, num_workers=2, timeout_s=30)):
+        scores = manager(batch)
+        assert scores.device == batch.batch["responses"].device
+        assert torch.equal(scores.cpu(), expected)
