@@ -104,21 +104,32 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def from_mapping(cls: type[T], mapping: Any, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from ``mapping``: missing keys keep their defaults, unknown keys are errors.
+def from_mapping(cls: type[T], mapping: Any, prefix: str = "", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from ``mapping`` over ``base`` (default: ``cls()``): keys not given keep the
+    base's values (nested sections merge key by key), unknown keys are errors naming the closest key.
 
     Fields typed ``dict`` take any keys (verl's free-form ``+key=value`` entries such as
     ``model.override_config``).
     """
+    if isinstance(mapping, cls) and base is None:
+        return mapping
     values = plain_mapping(mapping)
+    base = cls() if base is None else base
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = _hints(cls)
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
             raise unknown_key_error(prefix, key, list(fields))
-        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
-    return cls(**kwargs)
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current) and (isinstance(value, Mapping) or type(value).__module__.startswith("omegaconf")):
+            kwargs[key] = from_mapping(type(current), value, prefix=f"{prefix}{key}.", base=current)
+        else:
+            kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    try:
+        return dataclasses.replace(base, **kwargs)
+    except (ValueError, TypeError) as exc:  # a section's own __post_init__ check
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {exc}") from exc
 
 
 def to_dict(obj: Any) -> Any:

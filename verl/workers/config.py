@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from verl.reward.config import OverlongBufferConfig
 from verl.rollout.config import RolloutConfig
 
 __all__ = [
@@ -345,4 +346,6 @@ class RewardModelConfig:
     launch_reward_fn_async: bool = False
     """Compute the function reward in the background while log-probs are computed."""
     reward_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword arguments for the reward manager (e.g. ``overlong_buffer_cfg`` for ``dapo``)."""
+    """Extra keyword arguments of the reward manager's constructor (e.g. ``timeout_s`` for ``prime``)."""
+    overlong_buffer: OverlongBufferConfig = field(default_factory=OverlongBufferConfig)
+    """DAPO's soft overlong punishment, applied by the ``dapo`` reward manager."""

@@ -136,6 +136,8 @@ class ActorRolloutRefWorker(Worker):
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         if not self._is_rollout:
             raise RuntimeError(f"generate_sequences needs a rollout role; this worker is {self.role!r}")
+        if "seed" in prompts.meta_info:  # one stream per rank, or ranks given copies of a prompt sample alike
+            prompts.meta_info["seed"] = int(prompts.meta_info["seed"]) * 1009 + self.rank
         self.rollout.wake_up()
         sync_s = self._sync_rollout_weights()
         start = time.perf_counter()

@@ -1,0 +1,30 @@
+"""The PPO trainer's typed config: schema (dataclasses with the defaults), CLI loader, whole-tree checks."""
+
+from verl.trainer.config.loader import dump_yaml, format_help, load_config, parse_args
+from verl.trainer.config.schema import (
+    AlgorithmConfig,
+    FilterGroupsConfig,
+    KLControlConfig,
+    PPOConfig,
+    RayInitConfig,
+    TrainerConfig,
+)
+from verl.trainer.config.validate import resolve_device, uses_critic, uses_reference, validate_config, world_size
+
+__all__ = [
+    "AlgorithmConfig",
+    "FilterGroupsConfig",
+    "KLControlConfig",
+    "PPOConfig",
+    "RayInitConfig",
+    "TrainerConfig",
+    "dump_yaml",
+    "format_help",
+    "load_config",
+    "parse_args",
+    "resolve_device",
+    "uses_critic",
+    "uses_reference",
+    "validate_config",
+    "world_size",
+]

@@ -1,0 +1,173 @@
+"""Checks of a whole :class:`PPOConfig` that need more than one key; all run before Ray starts.
+
+Each failure is a :class:`ConfigError` that names the key(s) and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+
+from verl.trainer.config.schema import PPOConfig
+from verl.utils.config import ConfigError
+
+__all__ = ["resolve_device", "uses_critic", "uses_reference", "validate_config", "world_size"]
+
+GROUP_ESTIMATORS = ("grpo", "grpo_passk", "rloo", "opo", "gpg", "reinforce_plus_plus_baseline")
+LOGGERS = ("console", "file", "tensorboard", "wandb", "mlflow", "swanlab")
+
+
+def resolve_device(config: PPOConfig) -> str:
+    """``cuda`` or ``cpu`` from ``trainer.device`` (``auto`` picks cuda when present)."""
+    import torch
+
+    device = config.trainer.device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"  # device-ok: resolving the user's choice
+    return device
+
+
+def world_size(config: PPOConfig) -> int:
+    return config.trainer.nnodes * config.trainer.n_gpus_per_node
+
+
+def uses_critic(config: PPOConfig) -> bool:
+    if config.critic.enable is not None:
+        return config.critic.enable
+    return config.algorithm.adv_estimator == "gae"
+
+
+def uses_reference(config: PPOConfig) -> bool:
+    return config.algorithm.use_kl_in_reward or config.actor_rollout_ref.actor.use_kl_loss
+
+
+def _check_files(key: str, files) -> None:
+    if files is None:
+        return
+    for path in [files] if isinstance(files, str) else files:
+        if not os.path.isfile(os.path.expanduser(path)):
+            raise ConfigError(f"{key}: file {path!r} does not exist; prepare it with a preprocessor, e.g. "
+                              "`python -m verl.data.preprocess.gsm8k --local_dir ~/data/gsm8k`")
+
+
+def _check_model_dir(key: str, path: str) -> None:
+    if not path:
+        raise ConfigError(f"set {key} to a local model directory (config.json + weights + tokenizer)")
+    if not os.path.isfile(os.path.join(os.path.expanduser(path), "config.json")):
+        raise ConfigError(f"{key}={path!r} is not a local transformers model directory (no config.json in it); "
+                          "models cannot be downloaded at run time, point it at a saved checkpoint")
+
+
+def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
+    data, arr = config.data, config.actor_rollout_ref
+    actor, n = arr.actor, arr.rollout.n
+    if data.train_batch_size < 1:
+        raise ConfigError(f"data.train_batch_size={data.train_batch_size} must be >= 1")
+    if actor.ppo_mini_batch_size > data.train_batch_size or data.train_batch_size % actor.ppo_mini_batch_size:
+        raise ConfigError(
+            f"data.train_batch_size={data.train_batch_size} must be a multiple of "
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={actor.ppo_mini_batch_size} (prompts per optimizer step)"
+        )
+    sections = [("actor_rollout_ref.actor", actor)]
+    if uses_critic(config):
+        sections.append(("critic", config.critic))
+    for name, sec in sections:
+        per_rank, rem = divmod(sec.ppo_mini_batch_size * n, ranks)
+        if rem:
+            raise ConfigError(
+                f"{name}.ppo_mini_batch_size={sec.ppo_mini_batch_size} x rollout.n={n} trajectories do not split "
+                f"over {ranks} ranks (trainer.nnodes x trainer.n_gpus_per_node); use a multiple of {ranks}"
+            )
+        if not sec.use_dynamic_bsz:
+            micro = sec.ppo_micro_batch_size_per_gpu
+            if micro is None:
+                raise ConfigError(f"set {name}.ppo_micro_batch_size_per_gpu (or {name}.use_dynamic_bsz=true)")
+            if micro > per_rank:
+                raise ConfigError(
+                    f"{name}.ppo_micro_batch_size_per_gpu={micro} is larger than the {per_rank} trajectories of one "
+                    f"mini-batch per rank; lower it or raise {name}.ppo_mini_batch_size"
+                )
+        elif sec.ppo_max_token_len_per_gpu < data.max_prompt_length + data.max_response_length:
+            raise ConfigError(
+                f"{name}.ppo_max_token_len_per_gpu={sec.ppo_max_token_len_per_gpu} cannot hold one sequence of "
+                f"data.max_prompt_length + data.max_response_length = {data.max_prompt_length + data.max_response_length} tokens"
+            )
+
+
+def _check_algorithm(config: PPOConfig) -> None:
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, KL_PENALTY_TYPES, LOSS_AGG_MODES, POLICY_LOSS_REGISTRY
+
+    alg, actor, n = config.algorithm, config.actor_rollout_ref.actor, config.actor_rollout_ref.rollout.n
+    if alg.adv_estimator not in ADV_ESTIMATOR_REGISTRY:
+        raise ConfigError(f"algorithm.adv_estimator={alg.adv_estimator!r} is unknown; known: {sorted(ADV_ESTIMATOR_REGISTRY)}")
+    if alg.adv_estimator in GROUP_ESTIMATORS and n < 2:
+        raise ConfigError(f"algorithm.adv_estimator={alg.adv_estimator} compares responses of one prompt: set "
+                          "actor_rollout_ref.rollout.n >= 2")
+    if alg.adv_estimator == "gae" and config.critic.enable is False:
+        raise ConfigError("algorithm.adv_estimator=gae needs the critic; remove critic.enable=false or pick grpo")
+    if actor.policy_loss.loss_mode not in POLICY_LOSS_REGISTRY:
+        raise ConfigError(f"actor_rollout_ref.actor.policy_loss.loss_mode={actor.policy_loss.loss_mode!r} is unknown; "
+                          f"known: {sorted(POLICY_LOSS_REGISTRY)}")
+    for key, mode in (("actor_rollout_ref.actor.loss_agg_mode", actor.loss_agg_mode), ("critic.loss_agg_mode", config.critic.loss_agg_mode)):
+        if mode not in LOSS_AGG_MODES:
+            raise ConfigError(f"{key}={mode!r} is unknown; use one of {list(LOSS_AGG_MODES)}")
+    for key, kind in (("actor_rollout_ref.actor.kl_loss_type", actor.kl_loss_type), ("algorithm.kl_penalty", alg.kl_penalty)):
+        if kind not in KL_PENALTY_TYPES:
+            raise ConfigError(f"{key}={kind!r} is unknown; use one of {sorted(KL_PENALTY_TYPES)}")
+    if alg.kl_ctrl.type not in ("fixed", "adaptive"):
+        raise ConfigError(f"algorithm.kl_ctrl.type={alg.kl_ctrl.type!r}: use fixed or adaptive")
+    if actor.tis_imp_ratio_cap > 0 and not config.actor_rollout_ref.rollout.calculate_log_probs:
+        raise ConfigError("actor_rollout_ref.actor.tis_imp_ratio_cap needs actor_rollout_ref.rollout.calculate_log_probs=true")
+
+
+def _check_trainer(config: PPOConfig, device: str) -> None:
+    import torch
+
+    tr = config.trainer
+    if tr.device not in ("auto", "cuda", "cpu"):
+        raise ConfigError(f"trainer.device={tr.device!r}: use cuda, cpu or auto")
+    if device == "cuda" and not torch.cuda.is_available():  # device-ok
+        raise ConfigError("trainer.device=cuda but no GPU is visible to PyTorch; set trainer.device=cpu (or auto)")
+    if tr.nnodes < 1 or tr.n_gpus_per_node < 1:
+        raise ConfigError("trainer.nnodes and trainer.n_gpus_per_node must be >= 1")
+    if tr.placement not in ("colocate", "split"):
+        raise ConfigError(f"trainer.placement={tr.placement!r}: use colocate or split")
+    if tr.placement == "split" and tr.n_gpus_per_node < 2:
+        raise ConfigError("trainer.placement=split needs trainer.n_gpus_per_node >= 2 (half for the actor, half for the critic)")
+    unknown = [name for name in tr.logger if name not in LOGGERS]
+    if unknown:
+        raise ConfigError(f"trainer.logger has unknown backend(s) {unknown}; use any of {list(LOGGERS)}")
+    if tr.resume_mode not in ("auto", "disable", "resume_path"):
+        raise ConfigError(f"trainer.resume_mode={tr.resume_mode!r}: use auto, disable or resume_path")
+    if tr.resume_mode == "resume_path" and not (tr.resume_from_path and os.path.isdir(tr.resume_from_path)):
+        raise ConfigError(f"trainer.resume_mode=resume_path needs trainer.resume_from_path to be an existing "
+                          f"global_step_N directory, got {tr.resume_from_path!r}")
+    if tr.total_training_steps is not None and tr.total_training_steps < 1:
+        raise ConfigError("trainer.total_training_steps must be >= 1 (or null for total_epochs x batches)")
+
+
+def validate_config(config: PPOConfig) -> None:
+    """Raise :class:`ConfigError` for the first problem found."""
+    device = resolve_device(config)
+    _check_trainer(config, device)
+    arr = config.actor_rollout_ref
+    _check_model_dir("actor_rollout_ref.model.path", arr.model.path)
+    _check_files("data.train_files", config.data.train_files)
+    if config.data.train_files is None:
+        raise ConfigError("set data.train_files to one or more parquet files")
+    _check_files("data.val_files", config.data.val_files)
+    if config.reward_model.enable:
+        _check_model_dir("reward_model.model.path", config.reward_model.model.path)
+    if uses_critic(config) and config.critic.model.path:
+        _check_model_dir("critic.model.path", config.critic.model.path)
+    if config.custom_reward_function.path and not os.path.isfile(config.custom_reward_function.path):
+        raise ConfigError(f"custom_reward_function.path={config.custom_reward_function.path!r} does not exist")
+    try:
+        arr.rollout.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if arr.rollout.tensor_model_parallel_size != 1:
+        raise ConfigError("actor_rollout_ref.rollout.tensor_model_parallel_size must be 1: each rank runs a full rollout replica")
+    if config.data.max_prompt_length < 1 or config.data.max_response_length < 1:
+        raise ConfigError("data.max_prompt_length and data.max_response_length must be >= 1")
+    _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
+    _check_algorithm(config)

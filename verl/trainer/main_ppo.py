@@ -1,0 +1,100 @@
+"""``python -m verl.trainer.main_ppo key=value ...``: PPO-family training from the command line.
+
+Everything is checked before Ray starts: the config (keys, types, batch sizes, files, device), then Ray is
+started (a local cluster, or the existing one named by ``ray_init.address`` / ``RAY_ADDRESS``), then the
+workers, then the fit loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from verl.trainer.config import (
+    PPOConfig,
+    format_help,
+    load_config,
+    resolve_device,
+    validate_config,
+    world_size,
+)
+from verl.utils.config import ConfigError
+
+__all__ = ["main", "run_ppo", "start_ray"]
+
+
+def start_ray(config: PPOConfig) -> None:
+    """Join the configured cluster or start a local one sized for the worker processes."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    procs = world_size(config)
+    threads = max(1, (os.cpu_count() or 1) // procs) if resolve_device(config) == "cpu" else 1
+    env = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads), "RAY_AUTH_MODE": "disabled"}
+    address = config.ray_init.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+    else:
+        num_cpus = config.ray_init.num_cpus or max(procs, os.cpu_count() or 1)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+
+
+def build_dataloaders(config: PPOConfig, tokenizer):
+    from torch.utils.data import DataLoader
+
+    from verl.data.rl_dataset import collate_fn, create_rl_dataset
+    from verl.data.sampler import StatefulDataLoader, create_rl_sampler
+
+    data = config.data
+    train_set = create_rl_dataset(data.train_files, data, tokenizer, is_train=True)
+    if len(train_set) < data.train_batch_size:
+        raise ConfigError(f"data.train_batch_size={data.train_batch_size} is larger than the {len(train_set)} training "
+                          "rows; lower it or add data")
+    train_loader = StatefulDataLoader(train_set, batch_size=data.train_batch_size,
+                                      sampler=create_rl_sampler(data, train_set), collate_fn=collate_fn, drop_last=True)
+    val_loader = None
+    if data.val_files:
+        val_set = create_rl_dataset(data.val_files, data, tokenizer, is_train=False)
+        val_loader = DataLoader(val_set, batch_size=data.val_batch_size or len(val_set), shuffle=False,
+                                collate_fn=collate_fn)
+    return train_loader, val_loader
+
+
+def run_ppo(config: PPOConfig) -> dict[str, float]:
+    """Validate, start Ray, build datasets, reward functions and workers, train; returns the last metrics."""
+    validate_config(config)
+    from verl.reward.loader import load_reward_manager
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+    from verl.workers.fsdp_workers import load_tokenizer
+
+    model = config.actor_rollout_ref.model
+    tokenizer = load_tokenizer(config.data.tokenizer or model.tokenizer_path or model.path, model.trust_remote_code,
+                               model.custom_chat_template)
+    train_loader, val_loader = build_dataloaders(config, tokenizer)
+    reward_fn = load_reward_manager(config, tokenizer, num_examine=0)
+    val_reward_fn = load_reward_manager(config, tokenizer, num_examine=1)
+    start_ray(config)
+    trainer = RayPPOTrainer(config, tokenizer, reward_fn, val_reward_fn, train_loader, val_loader)
+    trainer.init_workers()
+    return trainer.fit()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        print(format_help())
+        return 0
+    try:
+        config = load_config(argv)
+        run_ppo(config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

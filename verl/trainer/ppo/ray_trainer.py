@@ -1,0 +1,377 @@
+"""``RayPPOTrainer``: the driver of PPO-family training, written as plain calls on worker groups.
+
+One step: load a batch, attach uids and repeat it ``n`` times, generate, score, recompute old log-probs,
+reference log-probs and values, turn rewards into advantages on the driver, update the critic and the
+actor, then log, validate and checkpoint. Each phase is one short method below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from verl.protocol import DataProto
+from verl.single_controller.ray import (
+    RayClassWithInitArgs,
+    RayWorkerGroup,
+    ResourcePoolManager,
+    create_colocated_worker_cls,
+)
+from verl.trainer.config import PPOConfig, resolve_device, uses_critic, uses_reference, world_size
+from verl.trainer.ppo import batch_ops
+from verl.trainer.ppo.checkpoint import CheckpointDirs, find_latest_checkpoint, prune_checkpoints, publish_checkpoint
+from verl.trainer.ppo.core_algos import apply_kl_penalty, call_adv_estimator, get_kl_controller
+from verl.trainer.ppo.metric_utils import (
+    compute_data_metrics,
+    compute_throughput_metrics,
+    compute_timing_metrics,
+    process_validation_metrics,
+)
+from verl.utils.config import to_dict
+
+__all__ = ["RayPPOTrainer", "Role"]
+
+GEN_KEYS = ["input_ids", "attention_mask", "position_ids"]
+
+
+class Role(str, Enum):
+    ActorRollout = "actor_rollout"
+    RefPolicy = "ref"
+    Critic = "critic"
+    RewardModel = "rm"
+
+
+@contextmanager
+def timer(name: str, timing: dict[str, float]):
+    start = time.perf_counter()
+    yield
+    timing[name] = timing.get(name, 0.0) + time.perf_counter() - start
+
+
+def reduce_worker_metrics(output: DataProto) -> dict[str, float]:
+    return dict(output.meta_info.get("metrics", {}))
+
+
+class RayPPOTrainer:
+    """Args:
+        config: the validated :class:`PPOConfig`.
+        tokenizer: the policy's tokenizer (decoding for rewards and dumps).
+        reward_fn / val_reward_fn: reward managers (``verl.reward.load_reward_manager``).
+        train_dataloader / val_dataloader: resumable loaders of collated ``RLHFDataset`` batches.
+    """
+
+    def __init__(self, config: PPOConfig, tokenizer, reward_fn, val_reward_fn, train_dataloader, val_dataloader=None):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.reward_fn, self.val_reward_fn = reward_fn, val_reward_fn
+        self.train_dataloader, self.val_dataloader = train_dataloader, val_dataloader
+        self.device_name = resolve_device(config)
+        self.use_critic = uses_critic(config)
+        self.use_reference = uses_reference(config)
+        self.use_rm = config.reward_model.enable
+        self.kl_ctrl = get_kl_controller(config.algorithm.kl_ctrl)
+        tr = config.trainer
+        steps = len(train_dataloader) * tr.total_epochs
+        self.total_training_steps = tr.total_training_steps or steps
+        self.local_dir = tr.default_local_dir or os.path.join("checkpoints", tr.project_name, tr.experiment_name)
+        self.global_steps = 0
+        self._gen_calls = 0  # generation batches so far: seeds sampling, so a resumed run samples the same
+        self._train_iter = None
+        self.logger = None
+
+    # ------------------------------------------------------------------------------------------ workers
+
+    def _worker_config(self):
+        """The policy section handed to workers: rollout lengths follow ``data.max_*_length`` (as verl's
+        interpolation does); the user's config object is not modified."""
+        arr, data = self.config.actor_rollout_ref, self.config.data
+        rollout = dataclasses.replace(arr.rollout, prompt_length=data.max_prompt_length,
+                                      response_length=data.max_response_length)
+        return dataclasses.replace(arr, rollout=rollout)
+
+    def _placement(self) -> tuple[ResourcePoolManager, dict[Role, RayClassWithInitArgs]]:
+        from verl.workers.critic import CriticWorker
+        from verl.workers.fsdp_workers import ActorRolloutRefWorker
+        from verl.workers.reward_model import RewardModelWorker
+
+        tr, cfg = self.config.trainer, self.config
+        arr = self._worker_config()
+        classes = {Role.ActorRollout: RayClassWithInitArgs(ActorRolloutRefWorker, arr, role="actor_rollout",
+                                                           total_training_steps=self.total_training_steps)}
+        if self.use_reference:
+            classes[Role.RefPolicy] = RayClassWithInitArgs(ActorRolloutRefWorker, arr, role="ref")
+        if self.use_critic:
+            classes[Role.Critic] = RayClassWithInitArgs(CriticWorker, cfg.critic, rollout_n=arr.rollout.n,
+                                                        total_training_steps=self.total_training_steps,
+                                                        model_path=arr.model.path)
+        if self.use_rm:
+            classes[Role.RewardModel] = RayClassWithInitArgs(RewardModelWorker, cfg.reward_model)
+        if tr.placement == "split":
+            half = tr.n_gpus_per_node // 2
+            spec = {"actor_pool": [half] * tr.nnodes, "critic_pool": [tr.n_gpus_per_node - half] * tr.nnodes}
+            mapping = {r: "actor_pool" if r in (Role.ActorRollout, Role.RefPolicy) else "critic_pool" for r in classes}
+        else:
+            spec = {"global_pool": [tr.n_gpus_per_node] * tr.nnodes}
+            mapping = {r: "global_pool" for r in classes}
+        manager = ResourcePoolManager(spec, mapping, use_gpu=self.device_name == "cuda")  # device-ok
+        return manager, classes
+
+    def init_workers(self) -> None:
+        """Create one worker group per resource pool (roles sharing a pool share its processes) and load models."""
+        manager, classes = self._placement()
+        manager.create_resource_pool()
+        self.worker_groups: dict[Role, Any] = {}
+        for pool_name, pool in manager.resource_pool_dict.items():
+            roles = {r: c for r, c in classes.items() if manager.mapping[r] == pool_name}
+            if not roles:
+                continue
+            if len(roles) == 1:
+                (role, cls), = roles.items()
+                self.worker_groups[role] = RayWorkerGroup(pool, cls, name_prefix=role.value)
+            else:
+                group = RayWorkerGroup(pool, create_colocated_worker_cls({r.value: c for r, c in roles.items()}),
+                                       name_prefix=pool_name)
+                views = group.spawn(prefix_set=[r.value for r in roles])
+                self.worker_groups.update({r: views[r.value] for r in roles})
+        for role in (Role.Critic, Role.RefPolicy, Role.RewardModel, Role.ActorRollout):  # the actor last
+            if role in self.worker_groups:
+                self.worker_groups[role].init_model()
+        self.actor_rollout_wg = self.worker_groups[Role.ActorRollout]
+        self.ref_policy_wg = self.worker_groups.get(Role.RefPolicy)
+        self.critic_wg = self.worker_groups.get(Role.Critic)
+        self.rm_wg = self.worker_groups.get(Role.RewardModel)
+        self.n_workers = world_size(self.config)
+
+    # ------------------------------------------------------------------------------------------ phases
+
+    def _generate(self, batch: DataProto, timing: dict, metrics: dict) -> DataProto:
+        """Attach a uid per prompt, repeat ``n`` times, generate; ReMax also gets a greedy baseline."""
+        n = self.config.actor_rollout_ref.rollout.n
+        batch.non_tensor_batch["uid"] = np.array([f"{self.global_steps}-{self._gen_calls}-{i}" for i in range(len(batch))],
+                                                 dtype=object)
+        gen_in = batch.select(batch_keys=GEN_KEYS, non_tensor_batch_keys=[], meta_info_keys=[])
+        gen_in.meta_info["seed"] = self.config.trainer.seed * 1_000_003 + self._gen_calls
+        with timer("gen", timing):
+            out = self.actor_rollout_wg.generate_sequences(gen_in.repeat(n, interleave=True))
+        metrics.update(reduce_worker_metrics(out))
+        repeated = batch.repeat(n, interleave=True)
+        result = DataProto(batch=out.batch, non_tensor_batch=repeated.non_tensor_batch)
+        if self.config.algorithm.adv_estimator == "remax":
+            with timer("gen_max", timing):
+                gen_in.meta_info["do_sample"] = False
+                greedy = self.actor_rollout_wg.generate_sequences(gen_in)
+                greedy = DataProto(batch=greedy.batch, non_tensor_batch=batch.non_tensor_batch)
+                baseline, _ = self._score(greedy)
+            result.batch["reward_baselines"] = baseline.sum(-1).repeat_interleave(n)
+        self._gen_calls += 1
+        return result
+
+    def _score(self, batch: DataProto, validate: bool = False) -> tuple[torch.Tensor, dict[str, list]]:
+        """Token-level scores: the reward model's (if enabled) plus the reward function's."""
+        from verl.reward.loader import compute_reward
+
+        scores = torch.zeros_like(batch.batch["responses"], dtype=torch.float32)
+        extra: dict[str, list] = {}
+        if self.use_rm:
+            scores = scores + self.rm_wg.compute_rm_score(batch).batch["rm_scores"]
+        if not self.use_rm or self.config.custom_reward_function.path:
+            fn_scores, extra = compute_reward(batch, self.val_reward_fn if validate else self.reward_fn)
+            scores = scores + fn_scores
+        return scores, extra
+
+    def _generate_and_score(self, batch: DataProto, timing: dict, metrics: dict) -> DataProto:
+        """Generation + reward; with DAPO dynamic sampling, more batches until enough prompt groups vary."""
+        fg = self.config.algorithm.filter_groups
+        n = self.config.actor_rollout_ref.rollout.n
+        want = self.config.data.train_batch_size
+        kept: list[DataProto] = []
+        num_kept = num_gen = 0
+        while True:
+            gen = self._generate(batch, timing, metrics)
+            with timer("reward", timing):
+                gen.batch["token_level_scores"], extra = self._score(gen)
+            num_gen += 1
+            if not fg.enable:
+                return gen
+            values = batch_ops.sequence_metric(gen, fg.metric, extra)
+            gen, n_keep, n_drop = batch_ops.filter_zero_variance_groups(gen, values)
+            metrics["batch/num_filtered_groups"] = metrics.get("batch/num_filtered_groups", 0) + n_drop
+            kept.append(gen)
+            num_kept += n_keep
+            if num_kept >= want:
+                metrics["batch/num_gen_batches"] = num_gen
+                return DataProto.concat(kept)[: want * n]
+            if fg.max_num_gen_batches and num_gen >= fg.max_num_gen_batches:
+                raise RuntimeError(
+                    f"dynamic sampling kept {num_kept}/{want} prompt groups after {num_gen} generation batches "
+                    "(algorithm.filter_groups.max_num_gen_batches); raise it or make the task less uniform"
+                )
+            batch = self._next_batch()
+
+    def _balance(self, batch: DataProto) -> None:
+        lengths = batch.batch["attention_mask"].sum(-1).tolist()
+        batch.reorder(torch.tensor(batch_ops.balanced_order(lengths, self.n_workers)))
+
+    def _compute_advantage(self, batch: DataProto, metrics: dict) -> DataProto:
+        alg = self.config.algorithm
+        if alg.use_kl_in_reward:
+            batch, kl_metrics = apply_kl_penalty(batch, self.kl_ctrl, alg.kl_penalty)
+            metrics.update(kl_metrics)
+        else:
+            batch.batch["token_level_rewards"] = batch.batch["token_level_scores"]
+        b = batch.batch
+        available = {"token_level_rewards": b["token_level_rewards"], "response_mask": b["response_mask"],
+                     "index": batch.non_tensor_batch["uid"], "gamma": alg.gamma, "lam": alg.lam,
+                     "norm_adv_by_std_in_grpo": alg.norm_adv_by_std_in_grpo}
+        for key in ("values", "reward_baselines"):
+            if key in b:
+                available[key] = b[key]
+        b["advantages"], b["returns"] = call_adv_estimator(alg.adv_estimator, **available)
+        return batch
+
+    def train_step(self, batch: DataProto) -> dict[str, float]:
+        """One PPO step on a batch of prompts; returns its metrics."""
+        metrics: dict[str, float] = {}
+        timing: dict[str, float] = {}
+        with timer("step", timing):
+            batch = self._generate_and_score(batch, timing, metrics)
+            if self.config.trainer.balance_batch:
+                self._balance(batch)
+            with timer("old_log_prob", timing):
+                batch.meta_info["calculate_entropy"] = True
+                old = self.actor_rollout_wg.compute_log_prob(batch)
+                entropy = old.batch.pop("entropys")
+                metrics["actor/entropy"] = (entropy * batch.batch["response_mask"]).sum().item() / max(batch.batch["response_mask"].sum().item(), 1)
+                batch.union(old)
+            if self.use_reference:
+                with timer("ref", timing):
+                    batch.union(self.ref_policy_wg.compute_ref_log_prob(batch))
+            if self.use_critic:
+                with timer("values", timing):
+                    batch.union(self.critic_wg.compute_values(batch))
+            with timer("adv", timing):
+                batch = self._compute_advantage(batch, metrics)
+            if self.use_critic:
+                with timer("update_critic", timing):
+                    metrics.update(reduce_worker_metrics(self.critic_wg.update_critic(batch)))
+            if self.global_steps > self.config.trainer.critic_warmup:
+                with timer("update_actor", timing):
+                    metrics.update(reduce_worker_metrics(self.actor_rollout_wg.update_actor(batch)))
+            if self.config.trainer.rollout_data_dir:
+                batch_ops.dump_generations(self.config.trainer.rollout_data_dir, self.global_steps, self.tokenizer,
+                                           batch, batch.batch["token_level_scores"].sum(-1))
+        metrics.update(compute_data_metrics(batch, self.use_critic))
+        metrics.update(compute_timing_metrics(batch, timing))
+        metrics.update(compute_throughput_metrics(batch, timing, self.n_workers))
+        return metrics
+
+    # ------------------------------------------------------------------------------------------ validation
+
+    def validate(self) -> dict[str, float]:
+        """Generate on the validation set with ``rollout.val_kwargs`` and score it per data source."""
+        if self.val_dataloader is None:
+            return {}
+        n = self.config.actor_rollout_ref.rollout.val_kwargs.n
+        sources, uids, scores, preds = [], [], [], []
+        for k, batch_dict in enumerate(self.val_dataloader):
+            batch = DataProto.from_single_dict(batch_dict)
+            batch.non_tensor_batch["uid"] = np.array([f"val-{k}-{i}" for i in range(len(batch))], dtype=object)
+            batch = batch.repeat(n, interleave=True)
+            gen_in = batch.select(batch_keys=GEN_KEYS, non_tensor_batch_keys=[], meta_info_keys=[])
+            gen_in.meta_info.update({"validate": True, "seed": self.config.trainer.seed * 1_000_003 - 1 - k})
+            out = self.actor_rollout_wg.generate_sequences(gen_in)
+            gen = DataProto(batch=out.batch, non_tensor_batch=batch.non_tensor_batch)
+            token_scores, extra = self._score(gen, validate=True)
+            seq_scores = token_scores.sum(-1)
+            sources += [str(s) for s in gen.non_tensor_batch.get("data_source", ["unknown"] * len(gen))]
+            uids += list(gen.non_tensor_batch["uid"])
+            scores += seq_scores.tolist()
+            preds += [str(p) for p in extra.get("pred", [None] * len(gen))]
+            if self.config.trainer.validation_data_dir:
+                batch_ops.dump_generations(self.config.trainer.validation_data_dir, f"val_{self.global_steps}",
+                                           self.tokenizer, gen, seq_scores)
+        has_preds = any(p != "None" for p in preds)
+        return process_validation_metrics(sources, uids, scores, preds if has_preds else None)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> str:
+        def write(dirs: CheckpointDirs) -> None:
+            self.actor_rollout_wg.save_checkpoint(dirs.part("actor"), self.global_steps)
+            if self.use_critic:
+                self.critic_wg.save_checkpoint(dirs.part("critic"), self.global_steps)
+            torch.save({"dataloader": self.train_dataloader.state_dict(), "global_steps": self.global_steps,
+                        "kl_coef": self.kl_ctrl.value, "gen_calls": self._gen_calls}, dirs.part("trainer_state.pt"))
+
+        path = publish_checkpoint(CheckpointDirs(self.local_dir, self.global_steps), write)
+        prune_checkpoints(self.local_dir, self.config.trainer.max_actor_ckpt_to_keep)
+        return path
+
+    def load_checkpoint(self) -> None:
+        tr = self.config.trainer
+        if tr.resume_mode == "disable":
+            return
+        path = tr.resume_from_path if tr.resume_mode == "resume_path" else find_latest_checkpoint(self.local_dir)
+        if path is None:
+            return
+        self.actor_rollout_wg.load_checkpoint(os.path.join(path, "actor"))
+        if self.use_critic:
+            self.critic_wg.load_checkpoint(os.path.join(path, "critic"))
+        state = torch.load(os.path.join(path, "trainer_state.pt"), weights_only=False)
+        self.train_dataloader.load_state_dict(state["dataloader"])
+        self.global_steps = state["global_steps"]
+        self.kl_ctrl.value = state["kl_coef"]
+        self._gen_calls = state["gen_calls"]
+        print(f"resumed from {path} (step {self.global_steps})")
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    def _next_batch(self) -> DataProto:
+        """The next training batch; epochs roll over (the loader's state says where a resume continues)."""
+        if self._train_iter is None:
+            self._train_iter = iter(self.train_dataloader)
+        try:
+            batch_dict = next(self._train_iter)
+        except StopIteration:
+            self._train_iter = iter(self.train_dataloader)
+            batch_dict = next(self._train_iter)
+        return DataProto.from_single_dict(batch_dict)
+
+    def fit(self) -> dict[str, float]:
+        """Train until ``total_training_steps``; returns the last step's metrics (with validation)."""
+        from verl.utils.tracking import Tracking
+
+        tr = self.config.trainer
+        self.logger = Tracking(project_name=tr.project_name, experiment_name=tr.experiment_name,
+                               default_backend=tr.logger, config=to_dict(self.config), local_dir=self.local_dir)
+        self.load_checkpoint()
+        last: dict[str, float] = {}
+        if tr.val_before_train or tr.val_only:
+            last = self.validate()
+            self.logger.log(last, step=self.global_steps)
+            if tr.val_only:
+                return last
+        progress = tqdm(total=self.total_training_steps, initial=self.global_steps, desc="training", unit="step")
+        while self.global_steps < self.total_training_steps:
+            self.global_steps += 1
+            last = self.train_step(self._next_batch())
+            is_last = self.global_steps == self.total_training_steps
+            if tr.test_freq > 0 and (self.global_steps % tr.test_freq == 0 or is_last):
+                last.update(self.validate())
+            if tr.save_freq > 0 and (self.global_steps % tr.save_freq == 0 or is_last):
+                self.save_checkpoint()
+            last["training/global_step"] = self.global_steps
+            last["training/epoch"] = self.train_dataloader.state_dict().get("epoch", 0)
+            self.logger.log(last, step=self.global_steps)
+            progress.update(1)
+        progress.close()
+        self.logger.finish()
+        return last
