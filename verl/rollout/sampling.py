@@ -1,8 +1,10 @@
 """Token sampling on the device: temperature, top-k, top-p (nucleus), greedy; plus the sampled token's log-prob.
 
 Pure tensor functions, no host synchronisation: they can run between CUDA-graph replays without stalling the
-device. Sampling uses the exponential-race form of the Gumbel-max trick (``argmax p_i / E_i`` with
-``E_i ~ Exp(1)`` draws token ``i`` with probability ``p_i``), which needs no sort and no ``multinomial``.
+device. Sampling uses the Gumbel-max trick (``argmax(logit_i + G_i)`` with standard Gumbel noise ``G_i`` draws
+token ``i`` with probability ``softmax(logits)_i``), which needs no softmax, no sort and no ``multinomial``;
+the random numbers are drawn first (with the caller's seeded generator) and the rest is one pure function,
+:func:`pick_tokens`, that ``torch.compile`` fuses into a couple of passes over the ``(B, V)`` logits.
 
 Log-prob convention (shared by every backend): the log-probability of the chosen token under
 ``log_softmax(logits / temperature)`` *before* top-k/top-p filtering, with temperature 1 for greedy decoding.
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SamplingParams", "filter_logits", "sample_tokens"]
+__all__ = ["SamplingParams", "filter_logits", "pick_tokens", "sample_tokens"]
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,37 @@ def filter_logits(logits: torch.Tensor, top_k: int = -1, top_p: float = 1.0) -> 
     return filtered.scatter(-1, indices, values.masked_fill(~keep, float("-inf")))
 
 
+def pick_tokens(
+    logits: torch.Tensor, uniform: torch.Tensor | None, params: SamplingParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The deterministic part of sampling, given the random numbers: fusable by ``torch.compile``.
+
+    Args:
+        logits: ``(B, V)`` raw model logits (any float dtype; computed in float32).
+        uniform: ``(B, V)`` float32 draws from ``U[0, 1)`` (``None`` for greedy).
+        params: the call's sampling settings.
+
+    Returns:
+        ``tokens (B,)`` int64 and ``log_probs (B,)`` float32 (see :func:`sample_tokens`).
+
+    Sampling is Gumbel-max: ``argmax(filtered_logits - log(-log U))`` draws token ``i`` with probability
+    ``softmax(filtered_logits)_i`` (Gumbel 1954; the "Gumbel-max trick"), needing no softmax, sort or multinomial.
+    """
+    logits = logits.float()
+    if params.greedy:
+        scaled = logits
+        tokens = logits.argmax(dim=-1)  # (B,)
+    else:
+        scaled = logits / params.temperature
+        filtered = filter_logits(scaled, params.top_k, params.top_p)  # (B, V), -inf outside the allowed set
+        gumbel = -torch.log(-torch.log(uniform))  # U = 0 gives -inf: that token is simply never picked
+        tokens = (filtered + gumbel).argmax(dim=-1)
+    chosen = scaled.gather(-1, tokens[:, None]).squeeze(-1)  # (B,)
+    return tokens, chosen - torch.logsumexp(scaled, dim=-1)
+
+
 def sample_tokens(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None, pick=pick_tokens
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row and return it with its log-probability.
 
@@ -86,23 +117,13 @@ def sample_tokens(
         logits: ``(B, V)`` raw model logits (any float dtype; computed in float32).
         params: the call's sampling settings.
         generator: random stream on ``logits.device`` (seeded by the caller for reproducibility).
+        pick: :func:`pick_tokens` or a compiled version of it.
 
     Returns:
         ``tokens`` ``(B,)`` int64 and ``log_probs`` ``(B,)`` float32: ``log_softmax(logits / T)[token]`` with
         ``T = params.logprob_temperature`` (unfiltered distribution; see the module docstring).
     """
-    logits = logits.float()
-    if params.greedy:
-        tokens = logits.argmax(dim=-1)  # (B,)
-        scaled = logits
-    else:
-        scaled = logits / params.temperature
-        filtered = filter_logits(scaled, params.top_k, params.top_p)
-        probs = torch.softmax(filtered, dim=-1)  # (B, V), 0 outside the allowed set
-        uniform = torch.rand(probs.shape, generator=generator, device=probs.device)  # U in [0, 1)
-        race = uniform.log_().neg_()  # E = -log U ~ Exp(1); faster than exponential_ on CPU
-        race.clamp_min_(torch.finfo(race.dtype).tiny)  # E = 0 would turn p = 0 into 0/0 = NaN, which argmax picks
-        tokens = (probs / race).argmax(dim=-1)  # argmax p_i / E_i ~ Categorical(p)
-    chosen = scaled.gather(-1, tokens[:, None]).squeeze(-1)  # (B,)
-    log_probs = chosen - torch.logsumexp(scaled, dim=-1)
-    return tokens, log_probs
+    uniform = None
+    if not params.greedy:
+        uniform = torch.rand(logits.shape, generator=generator, device=logits.device)  # (B, V) U[0, 1)
+    return pick(logits, uniform, params)

@@ -23,7 +23,6 @@ import torch
 from verl.rollout.base import Generated, GenerationRequest, Prompts
 from verl.rollout.native.runner import ModelRunner
 from verl.rollout.native.scheduler import PrefillPlan, SlotPool, plan_prefill
-from verl.rollout.sampling import sample_tokens
 
 __all__ = ["GenerationRun", "RunOptions"]
 
@@ -125,7 +124,7 @@ class GenerationRun:
         slots = torch.tensor(plan.slots, device=dev)
         source = torch.tensor(plan.source, device=dev)
         logits = runner.prefill(ids.to(dev), pos.to(dev), last.to(dev), slots, source)  # (U, V)
-        tokens, log_probs = sample_tokens(logits[source], self.request.sampling, self.generator)  # (M,)
+        tokens, log_probs = runner.sample(logits[source], self.request.sampling, self.generator)  # (M,)
         last_pos = pos.gather(1, last[:, None]).squeeze(1).to(dev)[source]
         runner.tokens[slots] = tokens
         runner.positions[slots] = last_pos + 1
@@ -152,7 +151,7 @@ class GenerationRun:
         runner = self.runner
         b = runner.decode_batch_size(self.pool.high_water())
         logits = runner.decode(b)  # (B, V)
-        tokens, log_probs = sample_tokens(logits, self.request.sampling, self.generator)  # (B,)
+        tokens, log_probs = runner.sample(logits, self.request.sampling, self.generator)  # (B,)
         active = ~self.done[:b]
         n_gen = self.num_generated[:b]
         rows = torch.arange(b, device=self.device)

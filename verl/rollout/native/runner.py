@@ -2,24 +2,50 @@
 
 The decode step reads its inputs from three persistent ``(S,)`` buffers (token, RoPE position, cache index) and
 the cache, so a step for the first ``B`` slots has fixed addresses and shapes: on a GPU it is captured once per
-batch bucket (``torch.cuda.CUDAGraph``, the step itself optionally compiled with ``torch.compile`` for kernel
-fusion) and replayed, removing the per-kernel launch cost that dominates small-batch decoding. Captured graphs
-are dropped whenever the cache is reallocated or the decoder's weights are rebound (``decoder.version``).
+batch bucket (``torch.cuda.CUDAGraph``) and replayed, removing the per-kernel launch cost that dominates
+small-batch decoding. On a GPU the step and the sampler are also compiled with ``torch.compile`` (kernel
+fusion; eager fallback if compilation fails). Captured graphs are dropped whenever the cache is reallocated or
+the decoder's weights are rebound (``decoder.version``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from verl.models.llama import LlamaDecoder
 from verl.rollout.native.kv_cache import KVCache
 from verl.rollout.native.scheduler import bucket_sizes, pick_bucket
+from verl.rollout.sampling import SamplingParams, pick_tokens, sample_tokens
 
-__all__ = ["ModelRunner"]
+__all__ = ["CompiledOrEager", "ModelRunner"]
 
 logger = logging.getLogger(__name__)
+
+
+class CompiledOrEager:
+    """``fn``, or its ``torch.compile`` version once :meth:`enable` is called; if compiling or running the compiled
+    version fails (no triton, an unsupported op), a warning is logged and ``fn`` is used from then on."""
+
+    def __init__(self, fn: Callable, name: str):
+        self.fn, self.name = fn, name
+        self.compiled: Callable | None = None
+
+    def enable(self) -> None:
+        if self.compiled is None:
+            self.compiled = torch.compile(self.fn, fullgraph=True, dynamic=True)
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: the eager function still works
+                logger.warning("native rollout: torch.compile of %s failed (%s); running it eagerly", self.name, err)
+                self.compiled = None
+        return self.fn(*args)
 
 
 class ModelRunner:
@@ -36,15 +62,15 @@ class ModelRunner:
         self.decoder = decoder
         self.device = decoder.device
         self.use_cuda_graphs = use_cuda_graphs and self.device.type != "cpu"
-        self.use_compile = use_compile and self.use_cuda_graphs
+        self.use_compile = use_compile and self.device.type != "cpu"
         self.graph_max_batch = graph_max_batch
         self.cache: KVCache | None = None
         self.tokens = self.positions = self.write_index = torch.empty(0, dtype=torch.long)
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._graph_key: tuple[int, int] | None = None
         self._pool = None
-        self._step = decoder.decode
-        self._compiled = False
+        self._step = CompiledOrEager(decoder.decode, "the decode step")
+        self._pick = CompiledOrEager(pick_tokens, "sampling")
         self.buckets: list[int] = []
 
     # ------------------------------------------------------------------ memory
@@ -93,6 +119,7 @@ class ModelRunner:
         The returned tensor of a replayed graph is overwritten by the next replay: consume it first.
         """
         assert self.cache is not None, "ensure_cache() before decode"
+        self._maybe_compile()
         if batch not in self.buckets:
             return self._run(batch)
         key = (self.decoder.version, id(self.cache))
@@ -105,25 +132,18 @@ class ModelRunner:
         graph.replay()
         return logits
 
+    def sample(self, logits: torch.Tensor, params: SamplingParams, generator: torch.Generator):
+        """Sample on the device (compiled into a few fused kernels when compilation is on)."""
+        return sample_tokens(logits, params, generator, pick=self._pick)
+
+    def _maybe_compile(self) -> None:
+        if self.use_compile:
+            self._step.enable()
+            self._pick.enable()
+
     def _run(self, batch: int) -> torch.Tensor:
         cache = self.cache
         return self._step(self.tokens[:batch], self.positions[:batch], self.write_index[:batch], cache.k, cache.v)
-
-    def _warm_up(self, batch: int) -> None:
-        """Run the step twice (compiling it on first use); fall back to the eager step if compilation fails."""
-        if self.use_compile and not self._compiled:
-            self._compiled = True
-            self._step = torch.compile(self.decoder.decode, fullgraph=True, dynamic=True)
-        try:
-            for _ in range(2):
-                self._run(batch)
-        except Exception as err:  # no triton, an unsupported op, ...: graphs of the eager step still help
-            if self._step is self.decoder.decode:
-                raise
-            logger.warning("native rollout: torch.compile of the decode step failed (%s); capturing it eagerly", err)
-            self._step = self.decoder.decode
-            for _ in range(2):
-                self._run(batch)
 
     def _capture(self, batch: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         """Warm up on a side stream, then capture the step for ``batch`` slots into a CUDA graph.
@@ -135,7 +155,8 @@ class ModelRunner:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(current)
         with torch.cuda.stream(side):
-            self._warm_up(batch)
+            for _ in range(2):  # the first run compiles (when on) and initialises cuBLAS workspaces
+                self._run(batch)
         current.wait_stream(side)
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
