@@ -179,3 +179,41 @@ def test_torch_compiled_step_and_sampler_give_the_same_samples(make_prompts, rol
     assert compiled.runner._step.compiled is not None and compiled.runner._pick.compiled is not None
     assert torch.equal(a.batch["responses"], b.batch["responses"])
     torch.testing.assert_close(a.batch["rollout_log_probs"], b.batch["rollout_log_probs"], atol=1e-5, rtol=0)
+
+
+def test_padded_bucket_batches_as_with_cuda_graphs_change_nothing(qwen2_model, eos_prompts, rollout_config,
+                                                                  monkeypatch):
+    """On GPU each decode step runs a captured bucket B >= the occupied slots, replaying into a static output.
+    Emulated on CPU (same buffers, same padding rows, a 'graph' that re-runs the eager step into its output)."""
+    from verl.rollout.native import runner as runner_module
+
+    class ReplayEager:
+        def __init__(self, runner, batch):
+            self.runner, self.batch = runner, batch
+            self.out = runner._run(batch).clone()
+
+        def replay(self):
+            self.out.copy_(self.runner._run(self.batch))
+
+    def capture(self, batch):
+        graph = ReplayEager(self, batch)
+        return graph, graph.out
+
+    monkeypatch.setattr(runner_module.ModelRunner, "_capture", capture)
+    exact = build_rollout(rollout_config(max_num_seqs=7), qwen2_model, device="cpu")
+    bucketed = build_rollout(rollout_config(max_num_seqs=7), qwen2_model, device="cpu")
+    original = runner_module.ModelRunner.ensure_cache
+
+    def ensure_cache_with_buckets(self, num_slots, max_len):
+        cache = original(self, num_slots, max_len)
+        self.buckets = runner_module.bucket_sizes(num_slots)  # 1, 2, 4, 7
+        return cache
+
+    monkeypatch.setattr(bucketed.runner, "ensure_cache", ensure_cache_with_buckets.__get__(bucketed.runner))
+    batches = []
+    decode = bucketed.runner.decode
+    monkeypatch.setattr(bucketed.runner, "decode", lambda b: batches.append(b) or decode(b))
+    a, b = exact.generate_sequences(eos_prompts), bucketed.generate_sequences(eos_prompts)
+    assert set(batches) <= {1, 2, 4, 7} and len(set(batches)) >= 2 and bucketed.num_cuda_graphs >= 2
+    assert torch.equal(a.batch["responses"], b.batch["responses"])
+    torch.testing.assert_close(a.batch["rollout_log_probs"], b.batch["rollout_log_probs"], atol=1e-5, rtol=0)

@@ -64,13 +64,14 @@ class Generated:
 
 
 def _as_id_tuple(value: Any) -> tuple[int, ...]:
+    """Token id(s) given as an int, a list/tuple, a numpy array or a tensor -> a tuple of ints."""
     if value is None:
         return ()
-    if isinstance(value, torch.Tensor):
-        value = value.flatten().tolist()
-    if isinstance(value, (int,)) or hasattr(value, "__index__"):
-        return (int(value),)
-    return tuple(int(v) for v in value)
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and numpy scalars
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(int(v) for v in value)
+    return (int(value),)
 
 
 def resolve_request(
