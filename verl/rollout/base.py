@@ -40,6 +40,8 @@ class GenerationRequest:
     pad_token_id: int
     ignore_eos: bool
     calculate_log_probs: bool
+    seed: int | None = None
+    """``meta_info['seed']``: the sampling stream of this call (None = ``config.seed`` + a call counter)."""
 
 
 @dataclass
@@ -111,6 +113,7 @@ def resolve_request(
         sampling=sampling, response_length=response_length, eos_token_ids=eos, pad_token_id=int(pad),
         ignore_eos=ignore_eos,
         calculate_log_probs=bool(meta_info.get("calculate_log_probs", config.calculate_log_probs)),
+        seed=int(meta_info["seed"]) if meta_info.get("seed") is not None else None,
     )
 
 

@@ -47,7 +47,7 @@ class HFRollout(BaseRollout):
             self.wake_up()
         chunk = self.config.max_num_seqs
         parts = []
-        seed = self.config.seed + self._calls
+        seed = request.seed if request.seed is not None else self.config.seed + self._calls
         self._calls += 1
         devices = [self.device] if self.device.type != "cpu" else []
         with torch.random.fork_rng(devices=devices, device_type=self.device.type), torch.no_grad():

@@ -24,12 +24,13 @@ from verl.utils.config import ConfigError
 __all__ = ["main", "run_ppo", "start_ray"]
 
 
-def start_ray(config: PPOConfig) -> None:
-    """Join the configured cluster or start a local one sized for the worker processes."""
+def start_ray(config: PPOConfig) -> bool:
+    """Join the configured cluster or start a local one sized for the worker processes; True when this
+    call connected (so the caller disconnects again), False when Ray was already initialised."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     procs = world_size(config)
     threads = max(1, (os.cpu_count() or 1) // procs) if resolve_device(config) == "cpu" else 1
@@ -40,6 +41,7 @@ def start_ray(config: PPOConfig) -> None:
     else:
         num_cpus = config.ray_init.num_cpus or max(procs, os.cpu_count() or 1)
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+    return True
 
 
 def build_dataloaders(config: PPOConfig, tokenizer):
@@ -76,10 +78,17 @@ def run_ppo(config: PPOConfig) -> dict[str, float]:
     train_loader, val_loader = build_dataloaders(config, tokenizer)
     reward_fn = load_reward_manager(config, tokenizer, num_examine=0)
     val_reward_fn = load_reward_manager(config, tokenizer, num_examine=1)
-    start_ray(config)
+    started = start_ray(config)
     trainer = RayPPOTrainer(config, tokenizer, reward_fn, val_reward_fn, train_loader, val_loader)
-    trainer.init_workers()
-    return trainer.fit()
+    try:
+        trainer.init_workers()
+        return trainer.fit()
+    finally:
+        trainer.shutdown()
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -71,6 +71,8 @@ def load_hf_model(
     if not os.path.isdir(path):
         raise FileNotFoundError(f"model path {path!r} is not a local directory with a transformers checkpoint")
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if kind == "value":  # the token-classification head's dropout would make value targets noisy (0.1 by default)
+        config.classifier_dropout = 0.0
     for key, value in (override_config or {}).items():
         setattr(config, key, value)
     if kind == "causal_lm":
@@ -81,14 +83,29 @@ def load_hf_model(
     else:
         raise ValueError(f"unknown model kind {kind!r}")
     dtype_kw = "dtype" if _transformers_takes_dtype() else "torch_dtype"
-    model = auto_cls.from_pretrained(
+    model, info = auto_cls.from_pretrained(
         path, config=config, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
-        **{dtype_kw: dtype},
+        output_loading_info=True, **{dtype_kw: dtype},
     )
+    _init_missing_deterministically(model, info.get("missing_keys", []))
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     return model
+
+
+def _init_missing_deterministically(model: nn.Module, names: list[str]) -> None:
+    """Initialise weights the checkpoint lacks (a fresh value head) from a fixed seed, so every rank and every
+    process layout starts from the same model (transformers would use each process's own RNG state)."""
+    generator = torch.Generator().manual_seed(0)
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        for name in sorted(names):
+            param = model.get_parameter(name)
+            if name.endswith("bias"):
+                param.zero_()
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32) * std)
 
 
 def _transformers_takes_dtype() -> bool:

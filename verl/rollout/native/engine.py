@@ -67,7 +67,8 @@ class NativeRollout(BaseRollout):
         if self._weights_offloaded:
             self.wake_up()
         self._prepare_cache(prompts, request)
-        generator = torch.Generator(self.device).manual_seed(self.config.seed + self._calls)
+        generator = torch.Generator(self.device).manual_seed(
+            request.seed if request.seed is not None else self.config.seed + self._calls)
         self._calls += 1
         options = RunOptions(
             max_batched_tokens=self.config.max_num_batched_tokens,

@@ -169,5 +169,5 @@ def validate_config(config: PPOConfig) -> None:
         raise ConfigError("actor_rollout_ref.rollout.tensor_model_parallel_size must be 1: each rank runs a full rollout replica")
     if config.data.max_prompt_length < 1 or config.data.max_response_length < 1:
         raise ConfigError("data.max_prompt_length and data.max_response_length must be >= 1")
-    _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
     _check_algorithm(config)
+    _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))

@@ -85,6 +85,8 @@ class RayPPOTrainer:
         self.global_steps = 0
         self._gen_calls = 0  # generation batches so far: seeds sampling, so a resumed run samples the same
         self._train_iter = None
+        self._groups: list[RayWorkerGroup] = []  # what shutdown() stops
+        self._pools: list = []
         self.logger = None
 
     # ------------------------------------------------------------------------------------------ workers
@@ -124,10 +126,20 @@ class RayPPOTrainer:
         manager = ResourcePoolManager(spec, mapping, use_gpu=self.device_name == "cuda")  # device-ok
         return manager, classes
 
+    def shutdown(self) -> None:
+        """Stop the worker processes and give their resources back to the cluster."""
+        for group in self._groups:
+            group.kill()
+        for pool in self._pools:
+            pool.remove()
+        self._groups, self._pools = [], []
+
     def init_workers(self) -> None:
         """Create one worker group per resource pool (roles sharing a pool share its processes) and load models."""
         manager, classes = self._placement()
         manager.create_resource_pool()
+        self._pools = list(manager.resource_pool_dict.values())
+        self._groups = []
         self.worker_groups: dict[Role, Any] = {}
         for pool_name, pool in manager.resource_pool_dict.items():
             roles = {r: c for r, c in classes.items() if manager.mapping[r] == pool_name}
@@ -136,9 +148,11 @@ class RayPPOTrainer:
             if len(roles) == 1:
                 (role, cls), = roles.items()
                 self.worker_groups[role] = RayWorkerGroup(pool, cls, name_prefix=role.value)
+                self._groups.append(self.worker_groups[role])
             else:
                 group = RayWorkerGroup(pool, create_colocated_worker_cls({r.value: c for r, c in roles.items()}),
                                        name_prefix=pool_name)
+                self._groups.append(group)
                 views = group.spawn(prefix_set=[r.value for r in roles])
                 self.worker_groups.update({r: views[r.value] for r in roles})
         for role in (Role.Critic, Role.RefPolicy, Role.RewardModel, Role.ActorRollout):  # the actor last

@@ -1,0 +1,83 @@
+"""The SFT objective: token-mean negative log-likelihood of the assistant tokens of a global batch.
+
+Position ``t - 1`` predicts token ``t``; a token is a *target* when ``loss_mask[t] = 1`` and ``t >= 1``. Each
+micro-batch's loss is its summed NLL divided by the target count of the whole global batch (all micro-batches,
+all ranks) and multiplied by the number of data-parallel ranks, because FSDP averages gradients over ranks:
+the gradient then equals the token-mean over the global batch on one rank, however it is split.
+
+Two forward layouts give the same numbers (up to float error):
+
+- padded: ``(B, T)`` right-padded rows; the vocabulary projection runs on every position;
+- packed (``use_remove_padding``): the valid tokens of all rows concatenated into one ``(1, N)`` row whose
+  ``position_ids`` restart at 0 for each sequence (transformers then keeps sequences apart), and the vocabulary
+  projection runs only at the positions that predict a target (``logits_to_keep``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+from torch import nn
+
+from verl.workers.forward import log_probs_from_logits
+
+__all__ = ["sft_loss", "target_log_probs", "target_mask"]
+
+
+def target_mask(loss_mask: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` bool: token ``t`` is trained (assistant token, not padding, and ``t >= 1``)."""
+    mask = loss_mask.bool() & attention_mask.bool()
+    mask[:, 0] = False  # the first token has no position predicting it
+    return mask
+
+
+@functools.cache
+def _takes_logits_to_keep(model_cls: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_cls.forward).parameters
+
+
+def target_log_probs(model: nn.Module, batch: dict[str, torch.Tensor], packed: bool) -> torch.Tensor:
+    """Log-probabilities of the target tokens of a right-padded batch, in row-major order.
+
+    Args:
+        batch: ``input_ids``, ``attention_mask``, ``position_ids``, ``loss_mask``: ``(B, T)``, rows
+            right-padded (valid tokens first).
+        packed: run one ``(1, N)`` packed row instead of the padded ``(B, T)`` batch.
+    Returns:
+        ``(N_targets,)`` float32 ``log p(x_t | x_<t)`` for every target token.
+    """
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    targets_mask = target_mask(batch["loss_mask"], attention_mask)  # (B, T)
+    targets = input_ids[targets_mask]  # (N_targets,)
+    if packed:
+        valid = attention_mask.bool()
+        ids = input_ids[valid].unsqueeze(0)  # (1, N)
+        pos = batch["position_ids"][valid].unsqueeze(0)  # (1, N), restarting at 0 for each row
+        # rows are right-padded, so a target's predictor is the token just before it in the packed row
+        predictors = targets_mask[valid].nonzero().squeeze(-1) - 1  # (N_targets,)
+        if _takes_logits_to_keep(type(model)):
+            logits = model(input_ids=ids, position_ids=pos, use_cache=False, logits_to_keep=predictors).logits[0]
+        else:
+            logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, predictors]
+    else:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=batch["position_ids"],
+                    use_cache=False).logits  # (B, T, V)
+        logits = out[:, :-1][targets_mask[:, 1:]]  # (N_targets, V): position t-1 predicts token t
+    return log_probs_from_logits(logits, targets)
+
+
+def sft_loss(log_probs: torch.Tensor, global_targets: torch.Tensor | float, dp_size: int) -> torch.Tensor:
+    """Loss of one micro-batch whose gradients, summed over micro-batches and averaged over ``dp_size`` ranks,
+    are those of the global token-mean NLL.
+
+    Args:
+        log_probs: ``(N,)`` log-probabilities of this micro-batch's target tokens.
+        global_targets: target tokens in the whole global batch (all micro-batches, all ranks).
+        dp_size: data-parallel ranks whose gradients FSDP averages.
+    Returns:
+        0-d tensor ``-sum(log_probs) / global_targets * dp_size``.
+    """
+    denominator = torch.as_tensor(global_targets, dtype=torch.float32, device=log_probs.device).clamp(min=1.0)
+    return -log_probs.sum() / denominator * dp_size
