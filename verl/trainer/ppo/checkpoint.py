@@ -1,7 +1,8 @@
 """The driver's side of checkpoints: where they go, atomic publication, resume lookup, pruning.
 
 A checkpoint is ``<default_local_dir>/global_step_N/`` with ``actor/``, ``critic/`` (when used) and
-``trainer_state.pt`` (data-loader position, KL controller, driver RNG). It is written into
+``trainer_state.pt`` (data-loader position, step, KL coefficient, generation counter; the driver draws no
+random numbers of its own, and each worker's RNG state is in its ``extra_state_*`` file). It is written into
 ``global_step_N.tmp/`` and renamed into place only when every part is complete; the pointer
 ``latest_checkpointed_iteration.txt`` is replaced last. A crash mid-save therefore leaves the previous
 checkpoint and pointer untouched.
@@ -39,7 +40,11 @@ def find_latest_checkpoint(root: str) -> str | None:
     if not os.path.isfile(pointer):
         return None
     with open(pointer) as f:
-        step = int(f.read().strip())
+        text = f.read().strip()
+    if not text.isdigit():
+        raise ValueError(f"{pointer} should hold a step number, found {text[:50]!r}; write the step of a complete "
+                         "global_step_N directory into it, or use trainer.resume_mode=disable")
+    step = int(text)
     path = os.path.join(root, f"global_step_{step}")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{pointer} names step {step} but {path} is missing; fix the pointer or use "
@@ -60,13 +65,18 @@ def publish_checkpoint(dirs: CheckpointDirs, write_parts: Callable[[CheckpointDi
         shutil.rmtree(dirs.tmp)  # the leftovers of an interrupted save
     os.makedirs(dirs.tmp)
     write_parts(dirs)
-    if os.path.exists(dirs.final):
-        shutil.rmtree(dirs.final)
+    old = dirs.final + ".old"
+    if os.path.exists(dirs.final):  # a re-save of this step: move the old one aside (cheap) and delete it after
+        if os.path.exists(old):
+            shutil.rmtree(old)
+        os.replace(dirs.final, old)
     os.replace(dirs.tmp, dirs.final)
     pointer = os.path.join(dirs.root, LATEST_FILE)
     with open(pointer + ".tmp", "w") as f:
         f.write(str(dirs.step))
     os.replace(pointer + ".tmp", pointer)
+    if os.path.exists(old):
+        shutil.rmtree(old)
     return dirs.final
 
 
