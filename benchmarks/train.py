@@ -8,7 +8,8 @@ micro-batches of 8. Two paths train on the same tokens:
   tokens, backward per micro-batch, gradient clipping, ``torch.optim.AdamW``.
 - ``verl``: our worker's update path: ``PPOActor.update_policy`` on the model wrapped by
   :func:`verl.workers.fsdp.apply_fsdp2` in a one-rank torch.distributed world (nccl on GPUs, gloo on CPU):
-  fp32 master weights, bf16 compute, the PPO loss with entropy and KL terms, packed sequences.
+  fp32 master weights, bf16 compute, the PPO clipped policy loss (entropy and KL terms on request), packed
+  sequences, log-probs of the response positions only.
 
 MFU is ``6 x params x tokens / seconds / peak`` (bf16 dense peak of the device; none on CPU).
 ``--tiny`` runs the same code on a tiny model on CPU (16 sequences of 16 + 32 tokens, float32).
@@ -57,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dynamic-bsz", action="store_true", help="verl: pack micro-batches by --max-token-len tokens")
     p.add_argument("--max-token-len", type=int, default=8192, help="verl: token budget of one micro-batch")
     p.add_argument("--no-remove-padding", action="store_true", help="verl: padded forward instead of packed")
+    p.add_argument("--no-reshard", action="store_true", help="verl: keep gathered parameters between forward and "
+                   "backward (fsdp_config.reshard_after_forward=false)")
+    p.add_argument("--entropy-coeff", type=float, default=0.0, help="verl: entropy bonus (adds a full-vocabulary pass)")
+    p.add_argument("--kl-loss", action="store_true", help="verl: add the KL(actor || ref) loss term")
     p.add_argument("--gradient-checkpointing", action="store_true", help="both paths: recompute activations")
     p.add_argument("--repeats", type=int, default=1, help="timed updates per path (the best is reported)")
     args = p.parse_args(argv)
@@ -146,14 +151,14 @@ def run_verl(args: argparse.Namespace, data: DataProto, device: torch.device) ->
     from verl.workers.fsdp import apply_fsdp2, build_lr_scheduler, build_optimizer
 
     compute = "bf16" if args.dtype == "bfloat16" else "fp32"
-    fsdp = FSDPConfig(mixed_precision=MixedPrecisionConfig(param_dtype=compute))
+    fsdp = FSDPConfig(reshard_after_forward=not args.no_reshard, mixed_precision=MixedPrecisionConfig(param_dtype=compute))
     model = apply_fsdp2(new_model(args, device, torch.float32), fsdp, world_size=1)  # fp32 master weights
     optim = OptimConfig(lr=LR)
     optimizer = build_optimizer(model, optim)
     steps = (args.repeats + 1) * args.num_sequences // args.mini_batch
     config = ActorConfig(ppo_mini_batch_size=args.mini_batch, ppo_micro_batch_size_per_gpu=args.micro_batch,
                          use_dynamic_bsz=args.dynamic_bsz, ppo_max_token_len_per_gpu=args.max_token_len,
-                         entropy_coeff=0.001, use_kl_loss=True, kl_loss_coef=0.001, optim=optim)
+                         entropy_coeff=args.entropy_coeff, use_kl_loss=args.kl_loss, optim=optim)
     actor = PPOActor(model, config, optimizer, build_lr_scheduler(optimizer, optim, steps),
                      packed=not args.no_remove_padding, dp_size=1)
     plan = BatchPlan.for_update("actor_rollout_ref.actor", args.mini_batch, 1, 1, args.micro_batch, args.dynamic_bsz,
@@ -216,7 +221,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             result, params = runners[path](args, data, device)
             record = record_for(path, result, params, args, device)
             if path == "verl":
-                record.update(fsdp2=result["fsdp2"], packed=not args.no_remove_padding, dynamic_bsz=args.dynamic_bsz)
+                record.update(fsdp2=result["fsdp2"], packed=not args.no_remove_padding, dynamic_bsz=args.dynamic_bsz,
+                              reshard_after_forward=not args.no_reshard, entropy_coeff=args.entropy_coeff,
+                              kl_loss=args.kl_loss)
                 plain = next((r for r in records if r["path"] == "transformers"), None)
                 if plain is not None:
                     record["speedup_vs_transformers"] = round(record["tokens_per_s"] / plain["tokens_per_s"], 2)
