@@ -66,6 +66,20 @@ def test_split_micro_batches_restore_gives_back_the_input_order():
     assert none is None and [len(mb) for mb in fixed] == [4, 2]
 
 
+def test_a_rank_resplits_into_the_count_the_ranks_agreed_on(monkeypatch):
+    from verl.workers import batching
+
+    lengths = torch.tensor([4, 4, 4, 4])
+    data = DataProto.from_dict({"attention_mask": (torch.arange(6)[None, :] < lengths[:, None]).long()})
+    assert len(split_micro_batches(data, BatchPlan(4, None, 8))[0]) == 2  # alone: 2 micro-batches of 8 tokens
+    monkeypatch.setattr(batching, "_max_over_ranks", lambda n: 3)  # another rank needs 3
+    micro, restore = split_micro_batches(data, BatchPlan(4, None, 8))
+    assert sorted(len(mb) for mb in micro) == [1, 1, 2] and sorted(restore.tolist()) == [0, 1, 2, 3]
+    monkeypatch.setattr(batching, "_max_over_ranks", lambda n: 5)  # more micro-batches than sequences here
+    with pytest.raises(RuntimeError, match="this rank has 4 sequences but another needs 5 micro-batches"):
+        split_micro_batches(data, BatchPlan(4, None, 8))
+
+
 # ----------------------------------------------------------------------------------- BatchPlan
 
 

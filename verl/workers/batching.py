@@ -98,6 +98,11 @@ def split_micro_batches(data: DataProto, plan: BatchPlan) -> tuple[list[DataProt
     agreed = _max_over_ranks(len(groups))  # same count on every rank, so FSDP's collectives line up
     if agreed > len(groups):
         groups = token_balanced_partitions(lengths, plan.max_token_len, min_parts=agreed)
+        if len(groups) < agreed:  # fewer sequences than micro-batches: this rank cannot keep step with the others
+            raise RuntimeError(
+                f"this rank has {len(lengths)} sequences but another needs {agreed} micro-batches of "
+                f"{plan.max_token_len} tokens; give every rank the same number of sequences or raise the token budget"
+            )
     order = [i for g in groups for i in g]
     restore = torch.empty(len(order), dtype=torch.long)
     restore[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
@@ -112,12 +117,14 @@ def _max_over_ranks(value: int) -> int:
     return int(t.item())
 
 
-_CPU_GROUP = None
+_CPU_GROUP: tuple = (None, None)  # (the default group it was made for, the gloo group)
 
 
 def _cpu_group():
-    """A gloo group for small host-side integers (nccl groups only carry device tensors)."""
+    """A gloo group for small host-side integers (nccl groups only carry device tensors); made again when the
+    process has joined a new world since."""
     global _CPU_GROUP
-    if _CPU_GROUP is None:
-        _CPU_GROUP = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
-    return _CPU_GROUP
+    world = dist.group.WORLD
+    if _CPU_GROUP[0] is not world:
+        _CPU_GROUP = (world, dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else world)
+    return _CPU_GROUP[1]
