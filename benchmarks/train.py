@@ -179,7 +179,8 @@ def run_verl(args: argparse.Namespace, data: DataProto, device: torch.device) ->
     return result, num_params(model)
 
 
-def record_for(path: str, result: dict[str, Any], params: int, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def record_for(path: str, result: dict[str, Any], params: int, args: argparse.Namespace,
+               device: torch.device) -> dict[str, Any]:
     tokens = args.num_sequences * (args.prompt_length + args.response_length)
     tokens_per_s = tokens / result["seconds"]
     peak = peak_flops()

@@ -105,7 +105,8 @@ def test_batch_plan_micro_larger_than_the_ranks_mini_batch():
 
 
 def test_batch_plan_without_micro_batch_size_names_both_options():
-    with pytest.raises(ValueError, match=rf"set {SECTION}\.ppo_micro_batch_size_per_gpu \(or {SECTION}\.use_dynamic_bsz=true\)"):
+    expected = rf"set {SECTION}\.ppo_micro_batch_size_per_gpu \(or {SECTION}\.use_dynamic_bsz=true\)"
+    with pytest.raises(ValueError, match=expected):
         plan(micro=None)
 
 

@@ -176,8 +176,8 @@ def test_two_rank_worker_group_matches_one_process(models):
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
     try:
         pool = RayResourcePool(process_on_nodes=[2], use_gpu=False)
-        wg = RayWorkerGroup(pool, RayClassWithInitArgs(RewardModelWorker, {"enable": True, **cfg,
-                                                                            "model": {"path": models["own_tok_rm"], **cfg["model"]}}))
+        group_cfg = {"enable": True, **cfg, "model": {"path": models["own_tok_rm"], **cfg["model"]}}
+        wg = RayWorkerGroup(pool, RayClassWithInitArgs(RewardModelWorker, group_cfg))
         wg.init_model()
         got = wg.compute_rm_score(data)
         torch.testing.assert_close(got.batch["rm_scores"], expected.batch["rm_scores"], atol=1e-5, rtol=0)

@@ -46,7 +46,8 @@ class RewardModelWorker(Worker):
 
     def __init__(self, config: RewardModelConfig | Mapping[str, Any]):
         super().__init__()
-        self.config = config if isinstance(config, RewardModelConfig) else from_mapping(RewardModelConfig, config, "reward_model.")
+        self.config = (config if isinstance(config, RewardModelConfig)
+                       else from_mapping(RewardModelConfig, config, "reward_model."))
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def init_model(self) -> None:
@@ -106,7 +107,8 @@ class RewardModelWorker(Worker):
         micro_batches, restore = split_micro_batches(data, plan)
         scores = []
         for mb in micro_batches:
-            scores.append(self._forward({k: mb.batch[k].to(self.device) for k in ("input_ids", "attention_mask", "position_ids")}))
+            inputs = {k: mb.batch[k].to(self.device) for k in ("input_ids", "attention_mask", "position_ids")}
+            scores.append(self._forward(inputs))
         scores = torch.cat(scores).cpu()
         return scores[restore] if restore is not None else scores
 
