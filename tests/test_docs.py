@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # page -> the strings its script must print (so a page that silently does nothing fails)
 RUNNABLE_PAGES = {
     "docs/single_controller.md": ["scores: [0.5, 2.5, 4.5, 6.5, 8.5]", "all-reduce: [2.0, 2.0]"],
+    "docs/ppo_code_architecture.md": ["finished step 2", "metrics.jsonl has 2 lines"],
+    "docs/advance/checkpoint.md": ["latest: 3", "merged == hf_model copy: True", "merged == DCP shards: True",
+                                   "trained weights differ from the start: True"],
 }
 
 

@@ -1,0 +1,197 @@
+"""The ``grpo_step`` benchmark: one whole GRPO step through the real trainer, completion tokens/s end to end.
+
+Workload (DESIGN.md section 8): a Qwen2.5-0.5B-shaped model with random bf16 weights, 64 prompts of exactly
+128 tokens, n = 8 samples each (512 sequences), exactly 256 response tokens (EOS ignored). The step is the
+product's own path: ``verl.trainer.main_ppo.run_ppo`` with ``algorithm.adv_estimator=grpo`` on one worker
+process (actor + native rollout in one process, one GPU): parquet prompts through ``RLHFDataset``, generation,
+a cheap rule reward through the reward manager, old log-probs, GRPO advantages on the driver, the actor update,
+and the weight sync to the rollout engine at the next generation. No KL term, so no reference model.
+
+Two steps run; the first is the warm-up (``torch.compile``, CUDA-graph capture) and the second is reported:
+completion tokens / ``timing_s/step``, and every ``timing_s/*`` phase of that step. ``--tiny`` runs the same
+code on a tiny model on CPU (8 prompts x n=4, 32 + 16 tokens, float32).
+
+    python benchmarks/grpo_step.py            # the real workload (one GPU)
+    python benchmarks/grpo_step.py --tiny     # CPU smoke variant, run by the test suite
+    python benchmarks/grpo_step.py actor_rollout_ref.actor.use_dynamic_bsz=false ...   # extra trainer overrides
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and `verl` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import build_model, describe_device, emit  # noqa: E402
+from verl.utils.device import empty_cache, get_device  # noqa: E402
+
+FULL = dict(num_prompts=64, n=8, prompt_length=128, response_length=256, dtype="bfloat16", mini_batch=16,
+            max_token_len=12288)
+TINY = dict(num_prompts=8, n=4, prompt_length=32, response_length=16, dtype="float32", mini_batch=4,
+            max_token_len=1024)
+
+REWARD_SOURCE = '''\
+def compute_score(data_source, solution_str, ground_truth, extra_info=None):
+    """Cheap and varied across samples, so GRPO advantages (and gradients) are not all zero."""
+    return (sum(map(ord, solution_str[:64])) % 7) / 6.0
+'''
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiny", action="store_true", help="tiny model on a CPU-sized workload (for tests)")
+    p.add_argument("--num-prompts", type=int)
+    p.add_argument("--n", type=int, help="samples per prompt")
+    p.add_argument("--prompt-length", type=int)
+    p.add_argument("--response-length", type=int)
+    p.add_argument("--mini-batch", type=int, help="prompts per optimizer step (actor.ppo_mini_batch_size)")
+    p.add_argument("--max-token-len", type=int, help="token budget of one micro-batch on the worker")
+    p.add_argument("--dtype", choices=["bfloat16", "float32"], help="weights saved and rollout dtype")
+    p.add_argument("--steps", type=int, default=2, help="GRPO steps; the last one is reported (>= 2: warm-up first)")
+    p.add_argument("--workdir", help="where the model, data and logs go (default: a temporary directory)")
+    p.add_argument("overrides", nargs="*", help="extra main_ppo key=value overrides, applied last")
+    args = p.parse_args(argv)
+    for key, value in (TINY if args.tiny else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.num_prompts % args.mini_batch:
+        p.error("--num-prompts must be a multiple of --mini-batch")
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    return args
+
+
+def prompt_messages(tokenizer, prompt_length: int, num_prompts: int, seed: int = 0) -> list[list[dict[str, str]]]:
+    """Chat prompts whose templated form is exactly ``prompt_length`` tokens: digit strings (the Qwen2
+    pre-tokenizer splits digits one per token), as long as the template leaves room for."""
+    overhead = len(tokenizer.apply_chat_template([{"role": "user", "content": ""}], add_generation_prompt=True))
+    digits = prompt_length - overhead
+    if digits < 1:
+        raise ValueError(f"--prompt-length {prompt_length} is shorter than the chat template's {overhead} tokens")
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(num_prompts):
+        content = "".join(str(d) for d in torch.randint(0, 10, (digits,), generator=g).tolist())
+        messages = [{"role": "user", "content": content}]
+        length = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        if length != prompt_length:
+            raise RuntimeError(f"a prompt of {digits} digits templated to {length} tokens, not {prompt_length}; "
+                               "the tokenizer no longer splits digits one per token")
+        rows.append(messages)
+    return rows
+
+
+def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+    """The model directory (random weights of the benchmark shape + the offline tokenizer), the prompts
+    parquet (two steps' worth) and the reward function file."""
+    import pandas as pd
+
+    from verl.utils.tiny_model import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    device = torch.device("cpu") if args.tiny else get_device()
+    model = build_model(args.tiny, getattr(torch, args.dtype), device)
+    if model.config.vocab_size < len(tokenizer):
+        raise ValueError(f"model vocab {model.config.vocab_size} is smaller than the tokenizer's {len(tokenizer)}")
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):  # the saved tokenizer's ids, not Qwen's
+        value = getattr(tokenizer, name) if name != "bos_token_id" else tokenizer.convert_tokens_to_ids("<|im_start|>")
+        setattr(model.config, name, value)
+        setattr(model.generation_config, name, value)
+    model_dir = workdir / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    del model
+    gc.collect()
+    empty_cache()  # the worker process needs the accelerator's memory, not this driver
+    rows = [{"data_source": "bench", "prompt": messages, "ability": "bench",
+             "reward_model": {"style": "rule", "ground_truth": "0"}, "extra_info": {"index": i}}
+            for i, messages in enumerate(prompt_messages(tokenizer, args.prompt_length, args.num_prompts * args.steps))]
+    train = workdir / "prompts.parquet"
+    pd.DataFrame(rows).to_parquet(train)
+    reward = workdir / "reward.py"
+    reward.write_text(REWARD_SOURCE)
+    return {"model": str(model_dir), "train": str(train), "reward": str(reward), "logs": str(workdir / "logs")}
+
+
+def trainer_overrides(args: argparse.Namespace, paths: dict[str, str]) -> list[str]:
+    return [
+        f"data.train_files={paths['train']}", f"data.train_batch_size={args.num_prompts}",
+        f"data.max_prompt_length={args.prompt_length}", f"data.max_response_length={args.response_length}",
+        "data.dataloader_num_workers=0", "data.shuffle=false",
+        f"actor_rollout_ref.model.path={paths['model']}",
+        "actor_rollout_ref.model.enable_gradient_checkpointing=false",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={args.mini_batch}",
+        "actor_rollout_ref.actor.use_dynamic_bsz=true",
+        f"actor_rollout_ref.actor.ppo_max_token_len_per_gpu={args.max_token_len}",
+        "actor_rollout_ref.actor.optim.lr=1e-6", "actor_rollout_ref.actor.use_kl_loss=false",
+        "actor_rollout_ref.rollout.name=native", f"actor_rollout_ref.rollout.n={args.n}",
+        f"actor_rollout_ref.rollout.dtype={args.dtype}", "actor_rollout_ref.rollout.ignore_eos=true",
+        f"actor_rollout_ref.rollout.max_num_seqs={args.num_prompts * args.n}",
+        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true",
+        f"actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu={args.max_token_len}",
+        "algorithm.adv_estimator=grpo", "algorithm.use_kl_in_reward=false",
+        f"custom_reward_function.path={paths['reward']}",
+        f"trainer.device={'cpu' if args.tiny else 'cuda'}", "trainer.nnodes=1", "trainer.n_gpus_per_node=1",
+        f"trainer.total_training_steps={args.steps}", "trainer.val_before_train=false", "trainer.test_freq=-1",
+        "trainer.save_freq=-1", "trainer.logger=[file]", f"trainer.default_local_dir={paths['logs']}",
+        "trainer.project_name=benchmarks", "trainer.experiment_name=grpo_step",
+        *args.overrides,
+    ]
+
+
+def record_for(args: argparse.Namespace, rows: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    last = rows[-1]
+    sequences = args.num_prompts * args.n
+    completion = round(last["response_length/mean"] * sequences)
+    step_s = last["timing_s/step"]
+    record = {
+        "benchmark": "grpo_step" + ("_tiny" if args.tiny else ""),
+        "device": describe_device(device),
+        "dtype": args.dtype,
+        "num_prompts": args.num_prompts,
+        "n": args.n,
+        "prompt_length": args.prompt_length,
+        "response_length": args.response_length,
+        "completion_tokens": completion,
+        "step_s": round(step_s, 4),
+        "completion_tokens_per_s": round(completion / step_s, 1),
+        "warmup_step_s": round(rows[0]["timing_s/step"], 4) if len(rows) > 1 else None,
+        "mfu_actor": last.get("perf/mfu/actor"),
+        "overrides": args.overrides,
+    }
+    record.update({k: round(v, 4) for k, v in sorted(last.items()) if k.startswith("timing_s/")})
+    return record
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    from verl.trainer.config import load_config, resolve_device
+    from verl.trainer.main_ppo import run_ppo
+
+    with tempfile.TemporaryDirectory(prefix="grpo_step_") as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        paths = prepare(args, workdir)
+        config = load_config(trainer_overrides(args, paths))
+        run_ppo(config)
+        with open(Path(paths["logs"]) / "metrics.jsonl") as f:
+            rows = [json.loads(line) for line in f]
+    device = torch.device("cpu") if resolve_device(config) == "cpu" else get_device()  # where the worker ran
+    record = record_for(args, rows[-args.steps:], device)
+    emit(record)
+    return record
+
+
+if __name__ == "__main__":
+    main()
