@@ -104,6 +104,15 @@ def test_two_ranks_equal_one_rank(model_dir, sft_files, tmp_path):
         torch.testing.assert_close(w2[name], w1[name], rtol=0, atol=2e-5, msg=name)
 
 
+def test_dynamic_micro_batches_give_the_same_steps(model_dir, sft_files, tmp_path):
+    fixed, dynamic = tmp_path / "fixed", tmp_path / "dynamic"
+    main(sft_args(model_dir, sft_files, fixed, "trainer.total_training_steps=2", "data.micro_batch_size_per_gpu=4"))
+    # a 40-token budget forces several unevenly sized micro-batches per step
+    main(sft_args(model_dir, sft_files, dynamic, "trainer.total_training_steps=2", "data.use_dynamic_bsz=true",
+                  "data.max_length=40", "data.max_token_len_per_gpu=40"))
+    assert losses(dynamic) == pytest.approx(losses(fixed), rel=1e-5)
+
+
 def test_packed_and_padded_forwards_agree_and_loss_is_split_invariant(model_dir, tokenizer):
     from verl.data.sft_dataset import sft_collate_fn, tokenize_conversation
     from verl.workers.fsdp import load_hf_model
@@ -141,7 +150,7 @@ def test_packed_and_padded_forwards_agree_and_loss_is_split_invariant(model_dir,
 
 
 def test_config_errors_name_the_key(model_dir, sft_files, tmp_path, capsys):
-    with pytest.raises(ConfigError, match="unknown config key optim.warmup_step_ratio; did you mean optim.warmup_steps_ratio"):
+    with pytest.raises(ConfigError, match="unknown config key optim.warmup_step_ratio; did you mean optim.warmup_steps"):
         parse_config(["optim.warmup_step_ratio=0.1"])
     with pytest.raises(ConfigError, match="data.train_batch_size=5 cannot be split over 2 ranks"):
         parse_config(sft_args(model_dir, sft_files, tmp_path, "data.train_batch_size=5")).validate(world_size=2)

@@ -120,7 +120,8 @@ def evaluate_rows(rows: list[dict[str, Any]], cfg: EvalConfig, compute_score: An
     from verl.utils.reward_score import default_compute_score
 
     d = cfg.data
-    fn = compute_score or get_custom_reward_fn({"custom_reward_function": cfg.custom_reward_function}) or default_compute_score
+    custom = get_custom_reward_fn({"custom_reward_function": cfg.custom_reward_function})
+    fn = compute_score or custom or default_compute_score
     calls, owners = [], []
     for r, row in enumerate(rows):
         for response in row[d.response_key]:

@@ -235,7 +235,10 @@ class FSDPSFTTrainer:
         trainer = self.config.trainer
         if trainer.resume_mode == "disable":
             return
-        path = trainer.resume_from_path if trainer.resume_mode == "resume_path" else find_latest_checkpoint(self.checkpoint_root)
+        if trainer.resume_mode == "resume_path":
+            path = trainer.resume_from_path
+        else:
+            path = find_latest_checkpoint(self.checkpoint_root)
         if path:
             self.load_checkpoint(path)
             if self.rank == 0:
@@ -259,14 +262,14 @@ class FSDPSFTTrainer:
             start = time.perf_counter()
             metrics = self.training_step(batch)
             self.global_step += 1
-            metrics["train/epoch"] = self.global_step / self.steps_per_epoch
-            metrics["perf/step_time_s"] = time.perf_counter() - start
-            metrics["perf/tokens_per_s"] = float(_all_reduce(batch.batch["attention_mask"].sum().float().reshape(1))[0]) \
-                / metrics["perf/step_time_s"]
+            elapsed = time.perf_counter() - start
+            tokens = _all_reduce(batch.batch["attention_mask"].sum().float().reshape(1).to(self.device))[0]
+            metrics.update({"train/epoch": self.global_step / self.steps_per_epoch, "perf/step_time_s": elapsed,
+                            "perf/tokens_per_s": float(tokens) / elapsed})
             last = self.global_step >= self.total_steps
-            if self.val_dataset is not None and (last or (trainer.test_freq > 0 and self.global_step % trainer.test_freq == 0)):
+            if self.val_dataset is not None and _due(trainer.test_freq, self.global_step, last):
                 metrics["val/loss"] = self.validation_loss()
-            if last or (trainer.save_freq > 0 and self.global_step % trainer.save_freq == 0):
+            if _due(trainer.save_freq, self.global_step, last):
                 self.save_checkpoint()
             if tracker is not None:
                 tracker.log(metrics, self.global_step)
@@ -278,3 +281,8 @@ class FSDPSFTTrainer:
         if math.isnan(metrics.get("train/loss", 0.0)):
             raise FloatingPointError("the training loss is NaN; lower optim.lr or check the data")
         return metrics
+
+
+def _due(freq: int, step: int, last: bool) -> bool:
+    """Whether an every-``freq``-steps action (validation, checkpoint) runs at ``step``; always at the last step."""
+    return last or (freq > 0 and step % freq == 0)
