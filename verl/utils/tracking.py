@@ -177,7 +177,9 @@ class _MLflow:
         self.mlflow = _import_backend("mlflow", "mlflow")
         self.mlflow.set_experiment(project)
         self.mlflow.start_run(run_name=experiment)
-        self.mlflow.log_params(flatten_dict(config))
+        # MLflow rejects long parameter values (e.g. a chat template); keep the first 500 characters
+        params = {k: (v[:500] if isinstance(v, str) else v) for k, v in flatten_dict(config).items()}
+        self.mlflow.log_params(params)
 
     def log(self, data: dict[str, Any], step: int) -> None:
         # MLflow metric names may not contain '@' (pass@k); it allows '/', '-', '.', '_' and spaces
