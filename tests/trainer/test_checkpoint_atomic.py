@@ -13,7 +13,13 @@ import torch
 
 from verl.data.sampler import StatefulDataLoader
 from verl.trainer.config import load_config
-from verl.trainer.ppo.checkpoint import LATEST_FILE, CheckpointDirs, find_latest_checkpoint, prune_checkpoints, publish_checkpoint
+from verl.trainer.ppo.checkpoint import (
+    LATEST_FILE,
+    CheckpointDirs,
+    find_latest_checkpoint,
+    prune_checkpoints,
+    publish_checkpoint,
+)
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.workers import fsdp as fsdp_ckpt
 
@@ -146,7 +152,8 @@ def test_prune_orders_steps_numerically_and_leaves_other_entries(tmp_path):
     assert prune_checkpoints(str(tmp_path), None) == [] and prune_checkpoints(str(tmp_path), 0) == []
     removed = prune_checkpoints(str(tmp_path), 2)
     assert sorted(os.path.basename(p) for p in removed) == ["global_step_1", "global_step_2"]
-    assert sorted(os.listdir(tmp_path)) == ["global_step_10", "global_step_11.tmp", "global_step_5", LATEST_FILE, "notes"]
+    left = sorted(os.listdir(tmp_path))
+    assert left == ["global_step_10", "global_step_11.tmp", "global_step_5", LATEST_FILE, "notes"]
 
 
 def test_find_latest_checkpoint_pointer_cases(tmp_path):

@@ -54,7 +54,8 @@ def ray_env() -> dict[str, str]:
 
 def start_node(args: list[str], log: Path) -> subprocess.Popen:
     """``ray start ... --block`` in its own session: it owns the node's processes and stops them on SIGTERM."""
-    cmd = [str(RAY_BIN), "start", "--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", *node_ports(), *args]
+    cmd = [str(RAY_BIN), "start", "--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", *node_ports(),
+           *args]
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=ray_env(), start_new_session=True)
 
 
