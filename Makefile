@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test clean
+.PHONY: setup test quickstart clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ setup: $(PY)
 
 test: $(PY)
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q tests
+
+# The main job on an embedded default: builds a task and a tiny model offline, SFT, then GRPO (about 10 min on 2 CPU cores).
+quickstart: $(PY)
+	RAY_AUTH_MODE=disabled $(PY) examples/quickstart/run_quickstart.py --out_dir quickstart_out
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -31,7 +31,7 @@ PAGES = {
         "latest: 5",
         "logged steps: [1, 2, 3, 4, 5]",
     ],
-    "docs/start/quickstart.md": [
+    "docs/start/tools_walkthrough.md": [
         "wrote 4 rows x 4 responses to gen/test_gen.parquet",
         "test_score/openai/gsm8k/pass@4: 0.0000",
         "rows: 4 responses per row: 4",

@@ -33,7 +33,7 @@ def __getattr__(name: str):
 
 def parse_config(argv: Sequence[str] | None = None) -> SFTConfig:
     """The :class:`SFTConfig` of ``key=value`` command-line overrides (``--help`` prints the keys)."""
-    from verl.trainer.sft.cli import parse_cli_config
+    from verl.utils.cli import parse_cli_config
 
     return parse_cli_config(SFTConfig, argv, "python -m verl.trainer.fsdp_sft_trainer", __doc__.split("\n\n")[0])
 

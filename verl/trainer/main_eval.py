@@ -162,7 +162,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    from verl.trainer.sft.cli import parse_cli_config
+    from verl.utils.cli import parse_cli_config
 
     try:
         cfg = parse_cli_config(EvalConfig, argv, "python -m verl.trainer.main_eval", __doc__.split("\n\n")[0])

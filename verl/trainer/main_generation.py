@@ -196,7 +196,7 @@ def run_generation(cfg: GenerationConfig) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    from verl.trainer.sft.cli import parse_cli_config
+    from verl.utils.cli import parse_cli_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
