@@ -106,3 +106,12 @@ def test_bad_configs_fail_before_ray_naming_the_key(ppo_fixture, tmp_path, extra
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not ray.is_initialized(), "the config was rejected before Ray started"
+
+
+def test_reward_model_retemplating_needs_raw_chat(ppo_fixture, tmp_path):
+    argv = overrides(ppo_fixture, tmp_path, "algorithm.adv_estimator=grpo", "reward_model.enable=true",
+                     f"reward_model.model.path={ppo_fixture['model']}",
+                     f"reward_model.model.input_tokenizer={ppo_fixture['model']}")
+    with pytest.raises(ConfigError, match="set data.return_raw_chat=true"):
+        validate_config(load_config(argv))
+    validate_config(load_config([*argv, "data.return_raw_chat=true"]))

@@ -186,7 +186,8 @@ class ActorConfig:
     tis_imp_ratio_cap: float = -1.0
     """Truncated importance sampling cap for rollout/trainer log-prob mismatch; -1 = off (needs calculate_log_probs)."""
     use_torch_compile: bool = True
-    """Compile the log-prob / entropy helpers on accelerators (ignored on CPU)."""
+    """Accepted for verl compatibility; the actor does not compile anything yet (the native rollout compiles
+    its own decode step on GPUs)."""
     policy_loss: PolicyLossConfig = field(default_factory=PolicyLossConfig)
     """Policy loss choice and its parameters."""
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -157,6 +157,9 @@ def validate_config(config: PPOConfig) -> None:
     _check_files("data.val_files", config.data.val_files)
     if config.reward_model.enable:
         _check_model_dir("reward_model.model.path", config.reward_model.model.path)
+        if config.reward_model.model.input_tokenizer and not config.data.return_raw_chat:
+            raise ConfigError("reward_model.model.input_tokenizer re-templates the chat for the reward model: set "
+                              "data.return_raw_chat=true so the raw messages reach it")
     if uses_critic(config) and config.critic.model.path:
         _check_model_dir("critic.model.path", config.critic.model.path)
     if config.custom_reward_function.path and not os.path.isfile(config.custom_reward_function.path):
