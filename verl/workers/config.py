@@ -20,6 +20,7 @@ __all__ = [
     "CriticConfig",
     "CriticModelConfig",
     "FSDPConfig",
+    "HFModelConfig",
     "MixedPrecisionConfig",
     "ModelConfig",
     "OptimConfig",
@@ -98,11 +99,11 @@ class CheckpointConfig:
 
 
 @dataclass
-class ModelConfig:
-    """The policy model (also used by the reference and rollout)."""
+class HFModelConfig:
+    """Where a transformers model comes from and how it is loaded (shared by the policy and the critic)."""
 
     path: str = ""
-    """Local directory of a transformers causal LM (config, weights, tokenizer)."""
+    """Local directory of a transformers model (config, weights, tokenizer)."""
     tokenizer_path: str | None = None
     """Tokenizer directory when it differs from ``path``."""
     trust_remote_code: bool = False
@@ -117,10 +118,16 @@ class ModelConfig:
     """Pack sequences without padding for forward passes (results equal the padded computation)."""
     attn_implementation: str = "sdpa"
     """transformers attention implementation: ``sdpa``, ``eager`` or ``flash_attention_2`` when installed."""
+
+
+@dataclass
+class ModelConfig(HFModelConfig):
+    """The policy model (also used by the reference and rollout)."""
+
     custom_chat_template: str | None = None
     """A Jinja chat template replacing the tokenizer's."""
     lora_rank: int = 0
-    """LoRA rank; 0 = full fine-tuning."""
+    """LoRA rank; 0 = full fine-tuning (the only mode supported so far: a rank > 0 is rejected)."""
     lora_alpha: int = 16
     """LoRA alpha."""
     target_modules: Any = "all-linear"
@@ -243,25 +250,11 @@ class ActorRolloutRefConfig:
 
 
 @dataclass
-class CriticModelConfig:
+class CriticModelConfig(HFModelConfig):
     """The value model: a causal-LM body with a one-output head."""
 
     path: str = ""
     """Local model directory; empty = the actor's ``model.path``."""
-    tokenizer_path: str | None = None
-    """Tokenizer directory when it differs from ``path``."""
-    trust_remote_code: bool = False
-    """Allow model code shipped with the checkpoint."""
-    override_config: dict[str, Any] = field(default_factory=dict)
-    """Entries that override the model's ``config.json``."""
-    external_lib: str | None = None
-    """A module imported before loading."""
-    enable_gradient_checkpointing: bool = True
-    """Recompute activations in backward."""
-    use_remove_padding: bool = True
-    """Pack sequences without padding for forward passes."""
-    attn_implementation: str = "sdpa"
-    """transformers attention implementation."""
     fsdp_config: FSDPConfig = field(default_factory=FSDPConfig)
     """Sharding and offload of the critic."""
 

@@ -151,6 +151,9 @@ def validate_config(config: PPOConfig) -> None:
     _check_trainer(config, device)
     arr = config.actor_rollout_ref
     _check_model_dir("actor_rollout_ref.model.path", arr.model.path)
+    if arr.model.lora_rank > 0:
+        raise ConfigError("actor_rollout_ref.model.lora_rank > 0: LoRA is not supported yet; use full fine-tuning "
+                          "(lora_rank=0)")
     _check_files("data.train_files", config.data.train_files)
     if config.data.train_files is None:
         raise ConfigError("set data.train_files to one or more parquet files")
