@@ -85,6 +85,17 @@ def test_other_estimators_run_a_step(ppo_fixture, tmp_path, estimator):
         assert "timing_s/gen_max" in metrics
 
 
+def test_dapo_dynamic_sampling_keeps_only_varied_groups(ppo_fixture, tmp_path):
+    metrics = run_ppo(load_config(base_overrides(
+        ppo_fixture, tmp_path / "out", "algorithm.adv_estimator=grpo", VARIED_REWARD,
+        "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=seq_reward",
+        "algorithm.filter_groups.max_num_gen_batches=6", "actor_rollout_ref.actor.clip_ratio_high=0.28",
+        "trainer.total_training_steps=1", "trainer.test_freq=-1")))
+    assert metrics["batch/num_gen_batches"] >= 1
+    assert metrics["critic/advantages/max"] > 0, "every kept group has responses that differ in reward"
+    assert math.isfinite(metrics["actor/pg_loss"])
+
+
 def test_resume_equals_uninterrupted(ppo_fixture, tmp_path):
     common = ["algorithm.adv_estimator=grpo", "trainer.save_freq=2", "trainer.test_freq=-1", "trainer.balance_batch=true",
               VARIED_REWARD]
