@@ -163,6 +163,6 @@ def test_config_errors_name_the_key(model_dir, sft_files, tmp_path, capsys):
     assert exit_info.value.code == 2 and "model.partial_pretrain is empty" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_config(["--help"])
-    assert "data.multiturn.messages_key='messages'" in capsys.readouterr().out
+    assert "data.multiturn.messages_key = 'messages'" in capsys.readouterr().out
     cfg = parse_config(["trainer.project_name=p", "trainer.experiment_name=e", "optim.lr=3e-5"])
     assert cfg.trainer.default_local_dir == "checkpoints/p/e" and cfg.optim.lr == 3e-5

@@ -123,7 +123,7 @@ def _check_trainer(config: PPOConfig, device: str) -> None:
     import torch
 
     tr = config.trainer
-    if tr.device not in ("auto", "cuda", "cpu"):
+    if tr.device not in ("auto", "cuda", "cpu"):  # device-ok: a config value
         raise ConfigError(f"trainer.device={tr.device!r}: use cuda, cpu or auto")
     if device == "cuda" and not torch.cuda.is_available():  # device-ok
         raise ConfigError("trainer.device=cuda but no GPU is visible to PyTorch; set trainer.device=cpu (or auto)")

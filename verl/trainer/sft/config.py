@@ -162,7 +162,7 @@ class SFTConfig:
             raise ConfigError(f"trainer.resume_mode={trainer.resume_mode!r}: use auto, disable or resume_path")
         if trainer.resume_mode == "resume_path" and not trainer.resume_from_path:
             raise ConfigError("trainer.resume_mode=resume_path needs trainer.resume_from_path=<.../global_step_N>")
-        if trainer.device not in ("auto", "cuda", "cpu"):
+        if trainer.device not in ("auto", "cuda", "cpu"):  # device-ok: a config value
             raise ConfigError(f"trainer.device={trainer.device!r}: use auto, cuda or cpu")
         if trainer.total_training_steps is not None and trainer.total_training_steps < 1:
             raise ConfigError(f"trainer.total_training_steps={trainer.total_training_steps} must be >= 1 (or null)")
