@@ -16,3 +16,47 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+_DOC_RUNNER = r'''
+import json, os, subprocess, sys
+blocks = json.loads(open(sys.argv[1]).read())
+env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+namespace = {"__name__": "__main__"}
+for i, (lang, code) in enumerate(blocks):
+    print(f"--- block {i} ({lang})", flush=True)
+    if lang == "python":
+        exec(compile(code, f"<block {i}>", "exec"), namespace)
+    else:
+        subprocess.run(["bash", "-euo", "pipefail", "-c", code], check=True, env=env)
+    sys.stdout.flush()
+'''
+
+
+@pytest.fixture
+def run_doc_page(tmp_path):
+    """Run a docs page as written: its python and bash blocks in order, in one fresh directory (python blocks
+    share one namespace; bash blocks see this interpreter first on PATH); assert each expected string is printed
+    (so a page that silently does nothing fails)."""
+    import json
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(page: str, expected: list[str], timeout: int = 400) -> str:
+        found = re.findall(r"```(python|bash)\n(.*?)```", (root / page).read_text(), re.S)
+        assert found, f"{page} has no python/bash blocks"
+        (tmp_path / "blocks.json").write_text(json.dumps(found))
+        (tmp_path / "runner.py").write_text(_DOC_RUNNER)
+        env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+        proc = subprocess.run([sys.executable, "runner.py", "blocks.json"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=timeout, env=env, start_new_session=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        for text in expected:
+            assert text in proc.stdout, f"{page}: expected {text!r} in output:\n{proc.stdout[-3000:]}"
+        return proc.stdout
+
+    return run
