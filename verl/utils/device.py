@@ -1,4 +1,4 @@
-"""The one place that decides which accelerator to use, so no module hard-codes ``"cuda"``.
+"""The one place that decides which accelerator to use, so no other module hard-codes a device string.
 
 CUDA and ROCm builds of PyTorch both answer ``torch.cuda.is_available()``; everything else runs on CPU.
 """
@@ -13,7 +13,7 @@ def is_accelerator_available() -> bool:
 
 
 def get_device_name() -> str:
-    """``"cuda"`` on CUDA/ROCm machines, else ``"cpu"``."""
+    """``"cuda"`` on CUDA/ROCm machines, else ``"cpu"``."""  # device-ok
     return "cuda" if torch.cuda.is_available() else "cpu"  # device-ok
 
 

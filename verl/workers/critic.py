@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -163,9 +162,6 @@ class CriticWorker(Worker):
         self._offload(False)
         save_checkpoint(local_path, self.module, self.optimizer, self.lr_scheduler, self.config.checkpoint.save_contents,
                         self.rank, self.world_size, hf_save=(self.module.config, self.tokenizer))
-        if self.rank == 0:  # config + tokenizer always, so the merger needs nothing else
-            self.module.config.save_pretrained(os.path.join(local_path, "huggingface"))
-            self.tokenizer.save_pretrained(os.path.join(local_path, "huggingface"))
         self._offload(True)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

@@ -258,8 +258,10 @@ def save_checkpoint(
     """Save the parts named in ``contents`` under ``path`` (every rank calls this).
 
     ``model``/``optimizer``: sharded, via torch.distributed.checkpoint (``path/model``, ``path/optim``);
-    ``extra``: this rank's LR-scheduler and RNG state; ``hf_model``: a transformers directory written by rank 0
-    (``hf_save`` = (config, tokenizer)). The caller makes the directory visible atomically.
+    ``extra``: this rank's LR-scheduler and RNG state; ``hf_model``: full weights in ``path/huggingface``,
+    written by rank 0. With ``hf_save`` = (config, tokenizer), rank 0 always writes those two into
+    ``path/huggingface`` (what the model merger needs to rebuild the model). The caller makes the directory
+    visible atomically.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
@@ -272,10 +274,16 @@ def save_checkpoint(
     if "extra" in contents:
         extra = {"lr_scheduler": lr_scheduler.state_dict() if lr_scheduler else None, "rng": _rng_state()}
         torch.save(extra, os.path.join(path, f"extra_state_world_size_{world_size}_rank_{rank}.pt"))
+    config, tokenizer = hf_save or (None, None)
+    hf_dir = os.path.join(path, "huggingface")
     if "hf_model" in contents:
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if rank == 0:
-            save_hf_directory(os.path.join(path, "huggingface"), full, *(hf_save or (None, None)))
+            save_hf_directory(hf_dir, full, config, tokenizer)
+    elif rank == 0 and hf_save is not None:
+        os.makedirs(hf_dir, exist_ok=True)
+        config.save_pretrained(hf_dir)
+        tokenizer.save_pretrained(hf_dir)
     if dist.is_initialized():
         dist.barrier()
 

@@ -8,7 +8,6 @@ current weights (gathered from the FSDP2 shards, no disk) before it generates.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -216,9 +215,6 @@ class ActorRolloutRefWorker(Worker):
         self._load_actor(with_optimizer=True)
         save_checkpoint(local_path, self.actor_module, self.optimizer, self.lr_scheduler, contents,
                         self.rank, self.world_size, hf_save=(self.actor_module.config, self.tokenizer))
-        if self.rank == 0:
-            self.tokenizer.save_pretrained(os.path.join(local_path, "huggingface"))
-            self.actor_module.config.save_pretrained(os.path.join(local_path, "huggingface"))
         self._offload_actor()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

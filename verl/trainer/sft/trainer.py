@@ -216,10 +216,6 @@ class FSDPSFTTrainer:
                 warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process.*")
                 save_checkpoint(path, self.model, self.optimizer, self.lr_scheduler, contents, self.rank,
                                 self.world_size, hf_save=(hf_config, self.tokenizer))
-            if self.rank == 0:  # config + tokenizer always, so the model merger can rebuild the model
-                hf_dir = os.path.join(path, "huggingface")
-                hf_config.save_pretrained(hf_dir)
-                self.tokenizer.save_pretrained(hf_dir)
 
         return save_step_atomically(self.checkpoint_root, self.global_step, save, self.rank, trainer.max_ckpt_to_keep)
 
