@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prompt_messages(tokenizer, prompt_length: int, num_prompts: int, seed: int = 0) -> list[list[dict[str, str]]]:
     """Chat prompts whose templated form is exactly ``prompt_length`` tokens: digit strings (the Qwen2
     pre-tokenizer splits digits one per token), as long as the template leaves room for."""
-    overhead = len(tokenizer.apply_chat_template([{"role": "user", "content": ""}], add_generation_prompt=True))
+    overhead = len(tokenizer.apply_chat_template([{"role": "user", "content": ""}], add_generation_prompt=True, return_dict=False))
     digits = prompt_length - overhead
     if digits < 1:
         raise ValueError(f"--prompt-length {prompt_length} is shorter than the chat template's {overhead} tokens")
@@ -84,7 +84,7 @@ def prompt_messages(tokenizer, prompt_length: int, num_prompts: int, seed: int =
     for _ in range(num_prompts):
         content = "".join(str(d) for d in torch.randint(0, 10, (digits,), generator=g).tolist())
         messages = [{"role": "user", "content": content}]
-        length = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        length = len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
         if length != prompt_length:
             raise RuntimeError(f"a prompt of {digits} digits templated to {length} tokens, not {prompt_length}; "
                                "the tokenizer no longer splits digits one per token")

@@ -44,7 +44,7 @@ def test_prompts_are_exactly_the_requested_length():
     rows = bench.prompt_messages(tokenizer, 40, 3)
     assert len(rows) == 3 and len({r[0]["content"] for r in rows}) == 3
     for messages in rows:
-        assert len(tokenizer.apply_chat_template(messages, add_generation_prompt=True)) == 40
+        assert len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)) == 40
     with pytest.raises(ValueError, match="shorter than the chat template"):
         bench.prompt_messages(tokenizer, 5, 1)
 

@@ -23,7 +23,7 @@ def left_padded_prompts(batch: int = 6, width: int = 12, vocab: int = 256, seed:
                                meta_info=meta)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_prompts():
     return left_padded_prompts
 
@@ -40,6 +40,6 @@ def base_config(**overrides) -> dict:
     return cfg
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rollout_config():
     return base_config

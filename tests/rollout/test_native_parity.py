@@ -63,3 +63,21 @@ def test_checkpoint_directory_with_tokenizer(tmp_path, rollout_config):
     a, b = native.generate_sequences(prompts), hf.generate_sequences(prompts)
     assert torch.equal(a.batch["responses"], b.batch["responses"])
     assert a.meta_info == {} and "position_ids" in a.batch
+
+
+@pytest.mark.parametrize("model_type,overrides", [
+    ("qwen2", {"rope_theta": 1e6}),
+    ("llama", {"rope_theta": 1e6, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 8}}),
+], ids=["qwen2-theta1e6", "llama-theta1e6-llama3"])
+def test_greedy_equals_transformers_with_large_theta_and_scaling(model_type, overrides, make_prompts, rollout_config):
+    """Qwen2.5-style theta 1e6 (kept in transformers 5's ``rope_parameters``) and Llama-3.1 scaling: a wrong
+    theta would still decode, just differently; the tokens pin it."""
+    model = tiny_model(model_type, seed=7, **overrides)
+    native = build_rollout(rollout_config(response_length=24), model, device="cpu")
+    assert native.decoder.config.rope.theta == 1e6
+    hf = build_rollout(rollout_config(name="hf", response_length=24), model, device="cpu")
+    prompts = make_prompts(batch=6, width=12)
+    a, b = native.generate_sequences(prompts), hf.generate_sequences(prompts)
+    assert torch.equal(a.batch["responses"], b.batch["responses"])
+    torch.testing.assert_close(a.batch["rollout_log_probs"], b.batch["rollout_log_probs"], atol=1e-4, rtol=0)

