@@ -4,6 +4,7 @@ Every phase is an ordinary command a user can copy (printed before it runs). Def
 minutes on 2 CPU cores; ``--device cuda --hidden_size 512 --num_layers 8`` scales it up on a GPU.
 
     python examples/quickstart/run_quickstart.py [--out_dir quickstart_out] [--grpo_steps 80] [--device cpu]
+    python examples/quickstart/run_quickstart.py --reuse_sft --rollout vllm   # GRPO again, with vLLM rollouts
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ def summarize(out: str, grpo_dir: str, sft_dir: str, timings: dict[str, float]) 
     from verl.utils.tracking import plot_metrics
 
     acc_key = "val-core/openai/gsm8k/reward/mean@1"
+    suffix = os.path.basename(grpo_dir).removeprefix("grpo")  # "" for the native engine, "_vllm", "_hf"
     records = read_jsonl(os.path.join(grpo_dir, "metrics.jsonl"))
     val = [(r["step"], r[acc_key]) for r in records if acc_key in r]
     rewards = [r["critic/score/mean"] for r in records if "critic/score/mean" in r]
     plot = plot_metrics(os.path.join(grpo_dir, "metrics.jsonl"), ["critic/score/mean", acc_key],
-                        os.path.join(out, "quickstart.png"), title="GRPO on the quickstart task")
+                        os.path.join(out, f"quickstart{suffix}.png"), title="GRPO on the quickstart task")
     summary = {
         "heldout_accuracy_after_sft": val[0][1],
         "heldout_accuracy_after_grpo": val[-1][1],
@@ -60,7 +62,7 @@ def summarize(out: str, grpo_dir: str, sft_dir: str, timings: dict[str, float]) 
         "metrics": os.path.join(grpo_dir, "metrics.jsonl"),
         "plot": plot,
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
+    with open(os.path.join(out, f"summary{suffix}.json"), "w") as f:
         json.dump(summary, f, indent=2)
     gain = 100 * (summary["heldout_accuracy_after_grpo"] - summary["heldout_accuracy_after_sft"])
     print("\n================ quickstart summary ================")
@@ -72,6 +74,26 @@ def summarize(out: str, grpo_dir: str, sft_dir: str, timings: dict[str, float]) 
         print(f"  {phase:<12} {seconds:6.0f}s")
     print(f"checkpoint: {summary['grpo_checkpoint']}\nlogs:       {summary['metrics']}\nplot:       {plot}")
     return summary
+
+
+def prepare_and_sft(args: argparse.Namespace, data: str, base: str, sft: str, timings: dict[str, float]) -> None:
+    """The task, the base model, and SFT on the teacher's demonstrations, exported as a transformers directory."""
+    py = sys.executable
+    run("task", [py, os.path.join(HERE, "make_task.py"), "--out_dir", data, "--n_train", str(args.n_train),
+                 "--n_test", str(args.n_test), "--seed", str(args.seed)], timings)
+    run("model", [py, os.path.join(HERE, "make_model.py"), "--out_dir", base, "--hidden_size", str(args.hidden_size),
+                  "--num_layers", str(args.num_layers), "--seed", str(args.seed)], timings)
+    # SFT on the teacher's demonstrations (question -> "#### answer")
+    run("SFT", [py, "-m", "verl.trainer.fsdp_sft_trainer",
+                f"data.train_files={data}/train.parquet", f"data.val_files={data}/test.parquet",
+                "data.prompt_key=extra_info", "data.prompt_dict_keys=[question]",
+                "data.response_key=extra_info", "data.response_dict_keys=[answer]",
+                "data.max_length=64", "data.train_batch_size=64", "data.micro_batch_size_per_gpu=64",
+                f"model.partial_pretrain={base}", "model.enable_gradient_checkpointing=false",
+                "optim.lr=3e-3", "optim.weight_decay=0", "optim.warmup_steps_ratio=0.05",
+                f"trainer.total_training_steps={args.sft_steps}", "trainer.total_epochs=100", f"trainer.seed={args.seed}",
+                "trainer.logger=[file]", f"trainer.default_local_dir={sft}", "trainer.save_hf_model=true",
+                f"trainer.device={args.device}", "trainer.n_gpus_per_node=1"], timings)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -86,46 +108,39 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n_train", type=int, default=4000)
     p.add_argument("--n_test", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rollout", default="native", choices=["native", "vllm", "hf"],
+                   help="GRPO's rollout engine (vllm needs vLLM installed; make setup does it on Linux x86-64)")
+    p.add_argument("--reuse_sft", action="store_true",
+                   help="reuse the task and SFT model already in --out_dir: run GRPO only (e.g. with another engine)")
     args = p.parse_args(argv)
 
     out = os.path.abspath(args.out_dir)
-    data, base, sft, grpo = (os.path.join(out, d) for d in ("data", "base_model", "sft", "grpo"))
-    py = sys.executable
+    grpo_dir = "grpo" if args.rollout == "native" else f"grpo_{args.rollout}"
+    data, base, sft, grpo = (os.path.join(out, d) for d in ("data", "base_model", "sft", grpo_dir))
+    sft_model = os.path.join(sft, f"global_step_{args.sft_steps}", "huggingface")
     timings: dict[str, float] = {}
     os.makedirs(out, exist_ok=True)
-    run("task", [py, os.path.join(HERE, "make_task.py"), "--out_dir", data, "--n_train", str(args.n_train),
-                 "--n_test", str(args.n_test), "--seed", str(args.seed)], timings)
-    run("model", [py, os.path.join(HERE, "make_model.py"), "--out_dir", base, "--hidden_size", str(args.hidden_size),
-                  "--num_layers", str(args.num_layers), "--seed", str(args.seed)], timings)
-    # SFT on the teacher's demonstrations (question -> "#### answer"), exported as a transformers directory
-    run("SFT", [py, "-m", "verl.trainer.fsdp_sft_trainer",
-                f"data.train_files={data}/train.parquet", f"data.val_files={data}/test.parquet",
-                "data.prompt_key=extra_info", "data.prompt_dict_keys=[question]",
-                "data.response_key=extra_info", "data.response_dict_keys=[answer]",
-                "data.max_length=64", "data.train_batch_size=64", "data.micro_batch_size_per_gpu=64",
-                f"model.partial_pretrain={base}", "model.enable_gradient_checkpointing=false",
-                "optim.lr=3e-3", "optim.weight_decay=0", "optim.warmup_steps_ratio=0.05",
-                f"trainer.total_training_steps={args.sft_steps}", "trainer.total_epochs=100", f"trainer.seed={args.seed}",
-                "trainer.logger=[file]", f"trainer.default_local_dir={sft}", "trainer.save_hf_model=true",
-                f"trainer.device={args.device}", "trainer.n_gpus_per_node=1"], timings)
-    sft_model = os.path.join(sft, f"global_step_{args.sft_steps}", "huggingface")
+    if not args.reuse_sft:
+        prepare_and_sft(args, data, base, sft, timings)
+    elif not os.path.isdir(sft_model):
+        p.error(f"--reuse_sft: no SFT model at {sft_model}; run once without it (same --sft_steps)")
     # GRPO from the SFT model, rewarded by the GSM8K rule scorer against the true sums
-    run("GRPO", [py, "-m", "verl.trainer.main_ppo", "algorithm.adv_estimator=grpo",
+    run("GRPO", [sys.executable, "-m", "verl.trainer.main_ppo", "algorithm.adv_estimator=grpo",
                  f"data.train_files={data}/train.parquet", f"data.val_files={data}/test.parquet",
                  "data.train_batch_size=32", "data.max_prompt_length=64", "data.max_response_length=8",
                  f"data.seed={args.seed}",
                  f"actor_rollout_ref.model.path={sft_model}", "actor_rollout_ref.model.enable_gradient_checkpointing=false",
                  "actor_rollout_ref.actor.optim.lr=3e-4", "actor_rollout_ref.actor.ppo_mini_batch_size=16",
                  "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=128",
-                 "actor_rollout_ref.rollout.name=native", "actor_rollout_ref.rollout.n=8",
+                 f"actor_rollout_ref.rollout.name={args.rollout}", "actor_rollout_ref.rollout.n=8",
                  "actor_rollout_ref.rollout.dtype=" + ("float32" if args.device == "cpu" else "bfloat16"),
                  "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=256",
                  f"trainer.device={args.device}", "trainer.n_gpus_per_node=1",
                  f"trainer.total_training_steps={args.grpo_steps}", f"trainer.test_freq={args.test_freq}",
                  f"trainer.save_freq={args.grpo_steps}", f"trainer.seed={args.seed}",
                  "trainer.logger=[file]", f"trainer.default_local_dir={grpo}",
-                 "trainer.project_name=quickstart", "trainer.experiment_name=grpo"],
-        timings, log_path=os.path.join(out, "grpo.log"))
+                 "trainer.project_name=quickstart", f"trainer.experiment_name={grpo_dir}"],
+        timings, log_path=os.path.join(out, f"{grpo_dir}.log"))
     return summarize(out, grpo, sft_model, timings)
 
 

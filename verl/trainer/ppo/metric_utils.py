@@ -51,6 +51,21 @@ def compute_data_metrics(batch: DataProto, use_critic: bool) -> dict[str, float]
     return metrics
 
 
+def compute_rollout_probs_diff_metrics(batch: DataProto) -> dict[str, float]:
+    """How far the rollout engine's token probabilities are from the actor's recomputed ones (verl's
+    ``training/rollout_probs_diff_*``): ``|exp(rollout_log_probs) - exp(old_log_probs)|`` over response tokens.
+    Empty when the rollout returned no log-probs (``rollout.calculate_log_probs=false``)."""
+    b = batch.batch
+    if "rollout_log_probs" not in b or "old_log_probs" not in b:
+        return {}
+    mask = b["response_mask"].bool()
+    diff = (b["rollout_log_probs"].float().exp() - b["old_log_probs"].float().exp()).abs()[mask]  # (N,)
+    if diff.numel() == 0:
+        return {}
+    return {"training/rollout_probs_diff_max": diff.max().item(), "training/rollout_probs_diff_mean": diff.mean().item(),
+            "training/rollout_probs_diff_std": diff.std(unbiased=False).item()}
+
+
 def compute_timing_metrics(batch: DataProto, timing: dict[str, float]) -> dict[str, float]:
     """``timing_s/<phase>`` and ``timing_per_token_ms/<phase>`` (per token the phase processed)."""
     R = batch.batch["responses"].shape[-1]

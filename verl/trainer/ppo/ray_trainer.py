@@ -31,6 +31,7 @@ from verl.trainer.ppo.checkpoint import CheckpointDirs, find_latest_checkpoint, 
 from verl.trainer.ppo.core_algos import apply_kl_penalty, call_adv_estimator, get_kl_controller
 from verl.trainer.ppo.metric_utils import (
     compute_data_metrics,
+    compute_rollout_probs_diff_metrics,
     compute_throughput_metrics,
     compute_timing_metrics,
     process_validation_metrics,
@@ -265,6 +266,7 @@ class RayPPOTrainer:
                 entropy = old.batch.pop("entropys")
                 metrics["actor/entropy"] = (entropy * batch.batch["response_mask"]).sum().item() / max(batch.batch["response_mask"].sum().item(), 1)
                 batch.union(old)
+                metrics.update(compute_rollout_probs_diff_metrics(batch))
             if self.use_reference:
                 with timer("ref", timing):
                     batch.union(self.ref_policy_wg.compute_ref_log_prob(batch))
