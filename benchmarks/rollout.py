@@ -1,4 +1,4 @@
-"""The ``rollout`` benchmark: generated tokens/s of the native engine and of the hf backend, same run.
+"""The ``rollout`` benchmark: generated tokens/s of the native engine, vLLM and the hf backend, same run.
 
 Workload (DESIGN.md section 8): a Qwen2.5-0.5B-shaped model with random bf16 weights, 64 prompts of 128 tokens,
 n = 8 samples each (512 sequences), exactly 256 response tokens (EOS ignored), sampling at temperature 1.
@@ -7,13 +7,16 @@ n = 8 samples each (512 sequences), exactly 256 response tokens (EOS ignored), s
     python benchmarks/rollout.py            # the real workload (GPU)
     python benchmarks/rollout.py --tiny     # CPU smoke variant, run by the test suite
 
-Prints one JSON line per backend; the native line carries ``speedup_vs_hf`` when both ran.
+Prints one JSON line per backend; the native line carries ``speedup_vs_hf`` and ``speedup_vs_vllm`` when those
+ran. vLLM runs when it is installed (it loads the same weights from a temporary checkpoint directory).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,8 @@ TINY = dict(num_prompts=8, n=4, prompt_length=16, response_length=32, dtype="flo
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="tiny model on CPU-sized workload (for tests)")
-    p.add_argument("--backends", default="hf,native", help="comma-separated, run in this order")
+    p.add_argument("--backends", default=None,
+                   help="comma-separated, run in this order (default hf,native plus vllm when it is installed)")
     p.add_argument("--num-prompts", type=int)
     p.add_argument("--n", type=int)
     p.add_argument("--prompt-length", type=int)
@@ -45,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in (TINY if args.tiny else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.backends is None:
+        args.backends = "hf,native" + (",vllm" if importlib.util.find_spec("vllm") is not None else "")
     return args
 
 
@@ -56,7 +62,20 @@ def run_backend(name: str, model: torch.nn.Module, args: argparse.Namespace, dev
         max_num_batched_tokens=max(8192, args.num_prompts * args.prompt_length), gpu_memory_utilization=0.8,
         enforce_eager=args.enforce_eager,
     )
-    rollout = build_rollout(config, model, device=device)
+    with tempfile.TemporaryDirectory() as ckpt:
+        if name == "vllm":  # vLLM loads by path: the same weights, saved once
+            model.save_pretrained(ckpt)
+            config.load_format = "auto"
+        rollout = build_rollout(config, ckpt if name == "vllm" else model, device=device)
+    try:
+        return timed_run(name, rollout, model, args, device)
+    finally:
+        if hasattr(rollout, "close"):
+            rollout.close()
+
+
+def timed_run(name: str, rollout: Any, model: torch.nn.Module, args: argparse.Namespace,
+              device: torch.device) -> dict[str, Any]:
     prompts = random_prompts(args.num_prompts, args.prompt_length, model.config.vocab_size).repeat(args.n)
     warm = prompts.select()
     warm.meta_info["response_length"] = 4  # full batch, so the decode graph of this batch size gets captured
@@ -94,12 +113,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     model = build_model(args.tiny, getattr(torch, args.dtype), device)
     records = []
     for name in args.backends.split(","):
-        record = run_backend(name.strip(), model, args, device)
-        hf = next((r for r in records if r["backend"] == "hf"), None)
-        if record["backend"] == "native" and hf is not None:
-            record["speedup_vs_hf"] = round(record["tokens_per_s"] / hf["tokens_per_s"], 2)
+        records.append(run_backend(name.strip(), model, args, device))
+    by_name = {r["backend"]: r for r in records}
+    if "native" in by_name:
+        for peer in ("hf", "vllm"):
+            if peer in by_name:
+                by_name["native"][f"speedup_vs_{peer}"] = round(
+                    by_name["native"]["tokens_per_s"] / by_name[peer]["tokens_per_s"], 2)
+    for record in records:
         emit(record)
-        records.append(record)
     return records
 
 

@@ -22,9 +22,12 @@ def test_tiny_rollout_benchmark_prints_one_json_line_per_backend(capsys):
     spec.loader.exec_module(module)
     records = module.main(["--tiny"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert lines == records and [r["backend"] for r in lines] == ["hf", "native"]
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    assert lines == records and [r["backend"] for r in lines] == ["hf", "native"] + ["vllm"] * has_vllm
     for r in lines:
         assert r["benchmark"] == "rollout_tiny" and r["num_sequences"] == 32
         assert r["generated_tokens"] == 32 * 32  # EOS ignored: every response is full length
         assert r["tokens_per_s"] > 0 and "CPU" in r["device"]
     assert lines[1]["engine"] == "NativeRollout" and lines[1]["speedup_vs_hf"] > 0
+    if has_vllm:
+        assert lines[2]["engine"] == "VLLMRollout" and lines[1]["speedup_vs_vllm"] > 0
