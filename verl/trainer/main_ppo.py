@@ -1,8 +1,9 @@
 """``python -m verl.trainer.main_ppo key=value ...``: PPO-family training from the command line.
 
-Everything is checked before Ray starts: the config (keys, types, batch sizes, files, device), then Ray is
-started (a local cluster, or the existing one named by ``ray_init.address`` / ``RAY_ADDRESS``), then the
-workers, then the fit loop.
+Everything is checked before any worker starts: the config (keys, types, batch sizes, files, device). A run
+of one worker process (``nnodes=1``, ``n_gpus_per_node=1``) then runs in local mode: every role in this process,
+Ray never imported (``trainer.execution_mode``). Otherwise Ray is started (a local cluster, or the existing one
+named by ``ray_init.address`` / ``RAY_ADDRESS``). Then the workers, then the fit loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from verl.trainer.config import (
     format_help,
     load_config,
     resolve_device,
+    resolve_execution_mode,
     validate_config,
     world_size,
 )
@@ -66,8 +68,13 @@ def build_dataloaders(config: PPOConfig, tokenizer):
 
 
 def run_ppo(config: PPOConfig) -> dict[str, float]:
-    """Validate, start Ray, build datasets, reward functions and workers, train; returns the last metrics."""
+    """Validate, start Ray (unless local mode), build datasets, reward functions and workers, train; returns
+    the last metrics."""
     validate_config(config)
+    mode = resolve_execution_mode(config)
+    if mode == "local":
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # what Ray mode gives its workers
+    print(f"execution mode: {mode}" + (" (one process, no Ray)" if mode == "local" else ""), flush=True)
     from verl.reward.loader import load_reward_manager
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer
     from verl.workers.fsdp_workers import load_tokenizer
@@ -78,7 +85,7 @@ def run_ppo(config: PPOConfig) -> dict[str, float]:
     train_loader, val_loader = build_dataloaders(config, tokenizer)
     reward_fn = load_reward_manager(config, tokenizer, num_examine=0)
     val_reward_fn = load_reward_manager(config, tokenizer, num_examine=1)
-    started = start_ray(config)
+    started = start_ray(config) if mode == "ray" else False
     trainer = RayPPOTrainer(config, tokenizer, reward_fn, val_reward_fn, train_loader, val_loader)
     try:
         trainer.init_workers()

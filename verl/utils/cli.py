@@ -97,9 +97,6 @@ def parse_overrides(argv: Sequence[str]) -> tuple[dict[str, Any], str | None]:
 
 def load_cli_config(cls: type[T], argv: Sequence[str] = ()) -> T:
     """The typed config: ``cls`` defaults, then the YAML file (if any), then the command-line overrides."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     overrides, yaml_file = parse_overrides(argv)
     values: dict[str, Any] = {}
     if yaml_file:
@@ -112,11 +109,31 @@ def load_cli_config(cls: type[T], argv: Sequence[str] = ()) -> T:
         if not isinstance(values, dict):
             raise ConfigError(f"{yaml_file} must hold a mapping of config sections")
     merged = _deep_merge(_deep_merge(to_dict(cls()), values), overrides)
+    if _has_interpolation(merged):
+        merged = _resolve_interpolations(merged)
+    return from_mapping(cls, merged)
+
+
+def _has_interpolation(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_interpolation(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_interpolation(v) for v in value)
+    return isinstance(value, str) and "${" in value
+
+
+def _resolve_interpolations(merged: dict) -> dict:
+    """``${a.b}`` references resolved by omegaconf (imported only here: a config without any needs none)."""
     try:
-        merged = OmegaConf.to_container(OmegaConf.create(merged), resolve=True)  # ${a.b} interpolations
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+    except ImportError:
+        raise ConfigError("the config uses ${...} interpolations, which need omegaconf: pip install omegaconf, "
+                          "or write the values out") from None
+    try:
+        return OmegaConf.to_container(OmegaConf.create(merged), resolve=True)
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve the config: {err}") from err
-    return from_mapping(cls, merged)
 
 
 def format_cli_help(cls: type, usage: str, description: str = "") -> str:

@@ -122,6 +122,13 @@ class ActorRolloutRefWorker(Worker):
         if with_optimizer and fsdp.optimizer_offload:
             offload_optimizer(self.optimizer, False, self.device)
 
+    def close(self) -> None:
+        """Release the rollout engine's memory and process state (an in-process worker group calls this at the
+        end of a run; a Ray worker's process simply exits)."""
+        close = getattr(getattr(self, "rollout", None), "close", None)
+        if callable(close):
+            close()
+
     # ------------------------------------------------------------------ generation
 
     def _sync_rollout_weights(self) -> float:

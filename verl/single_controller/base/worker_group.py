@@ -12,7 +12,7 @@ from typing import Any
 
 from verl.single_controller.base.decorator import MAGIC_ATTR, DataProtoFuture, Execute, get_dispatch_fns
 
-__all__ = ["ResourcePool", "WorkerGroup"]
+__all__ = ["ClassWithInitArgs", "ResourcePool", "WorkerGroup"]
 
 
 class ResourcePool:
@@ -50,12 +50,30 @@ class ResourcePool:
         return [i for n in self._store for i in range(n)]
 
 
+class ClassWithInitArgs:
+    """A worker class plus its constructor arguments, instantiated later (in this process by ``__call__``; a
+    Ray worker group starts it as actors instead).
+
+    ``colocated_classes`` (role -> class) is set by :func:`create_colocated_worker_cls` on a class that holds
+    several roles in one process.
+    """
+
+    def __init__(self, cls: type, *args: Any, **kwargs: Any):
+        self.cls = getattr(cls, "__ray_actor_class__", cls)  # accept ray.remote(cls) too
+        self.args = args
+        self.kwargs = kwargs
+        self.colocated_classes: dict[str, type] | None = None
+
+    def __call__(self) -> Any:
+        return self.cls(*self.args, **self.kwargs)
+
+
 class WorkerGroup:
     """A group of workers whose registered methods the driver calls as its own.
 
     Subclasses set ``self._worker_names`` and implement :meth:`_execute` (start the method on the given ranks
-    and return one handle per rank) and :meth:`_wait` (turn handles into values, raising a clear error
-    naming the worker and method when one fails).
+    and return one handle per rank), :meth:`_wait` (turn handles into values, raising a clear error
+    naming the worker and method when one fails) and :meth:`_make_view` (for :meth:`spawn`).
     """
 
     def __init__(self) -> None:
@@ -76,6 +94,10 @@ class WorkerGroup:
         raise NotImplementedError
 
     def _wait(self, method_name: str, ranks: list[int], handles: list) -> list:
+        raise NotImplementedError
+
+    def _make_view(self, role: str) -> WorkerGroup:
+        """An empty group of this type, named for ``role``, that shares this group's workers."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ calling methods
@@ -136,3 +158,17 @@ class WorkerGroup:
             setattr(self, name, self._make_method(prefix + name, attrs))
             bound.append(name)
         return bound
+
+    def spawn(self, prefix_set: Sequence[str]) -> dict[str, WorkerGroup]:
+        """Views of a colocated group, one per role, whose methods are that role's methods."""
+        colocated = getattr(getattr(self, "cls_with_init", None), "colocated_classes", None)
+        if colocated is None:
+            raise TypeError("spawn() needs a worker group built from create_colocated_worker_cls(...)")
+        views = {}
+        for role in prefix_set:
+            view = self._make_view(role)
+            view._worker_names = self._worker_names
+            view._method_prefix = f"{role}_"
+            view._bind_worker_methods(colocated[role], prefix=f"{role}_")
+            views[role] = view
+        return views

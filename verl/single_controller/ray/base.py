@@ -16,9 +16,9 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from verl.single_controller.base.decorator import MAGIC_ATTR
-from verl.single_controller.base.worker import Worker, find_free_port, get_node_ip
-from verl.single_controller.base.worker_group import ResourcePool, WorkerGroup
+from verl.single_controller.base.colocate import colocated_worker_class
+from verl.single_controller.base.worker import find_free_port, get_node_ip
+from verl.single_controller.base.worker_group import ClassWithInitArgs, ResourcePool, WorkerGroup
 
 __all__ = [
     "RayClassWithInitArgs",
@@ -88,14 +88,21 @@ class RayResourcePool(ResourcePool):
         self._pgs = None
 
 
-class RayClassWithInitArgs:
+class RayClassWithInitArgs(ClassWithInitArgs):
     """A worker class plus the arguments of its constructor, instantiated later as Ray actors."""
 
     def __init__(self, cls: type, *args: Any, **kwargs: Any):
-        self.cls = getattr(cls, "__ray_actor_class__", cls)  # accept ray.remote(cls) too
-        self.args = args
-        self.kwargs = kwargs
+        super().__init__(cls, *args, **kwargs)
         self._options: dict[str, Any] = {}
+
+    @classmethod
+    def from_class_with_init_args(cls, spec: ClassWithInitArgs) -> RayClassWithInitArgs:
+        """The Ray form of a plain :class:`ClassWithInitArgs` (its colocated roles kept)."""
+        if isinstance(spec, RayClassWithInitArgs):
+            return spec
+        out = cls(spec.cls, *spec.args, **spec.kwargs)
+        out.colocated_classes = spec.colocated_classes
+        return out
 
     def update_options(self, options: dict[str, Any]) -> None:
         """Extra ``ray.remote`` options (e.g. ``runtime_env``) for every actor of this class."""
@@ -139,8 +146,10 @@ class RayWorkerGroup(WorkerGroup):
     ):
         super().__init__()
         self._workers: list[Any] = []
+        if ray_cls_with_init is not None:
+            ray_cls_with_init = RayClassWithInitArgs.from_class_with_init_args(ray_cls_with_init)
         self.name_prefix = name_prefix or ray_cls_with_init.cls.__name__
-        self.ray_cls_with_init = ray_cls_with_init
+        self.ray_cls_with_init = self.cls_with_init = ray_cls_with_init
         if resource_pool is None:  # an empty group; `spawn` fills views of an existing one
             return
         self._create_workers(resource_pool, ray_cls_with_init, detached)
@@ -198,19 +207,10 @@ class RayWorkerGroup(WorkerGroup):
                 ) from exc
         return results
 
-    def spawn(self, prefix_set: Sequence[str]) -> dict[str, RayWorkerGroup]:
-        """Views of a colocated group, one per role, whose methods are that role's methods."""
-        colocated = getattr(self.ray_cls_with_init, "colocated_classes", None)
-        if colocated is None:
-            raise TypeError("spawn() needs a worker group built from create_colocated_worker_cls(...)")
-        views = {}
-        for role in prefix_set:
-            view = RayWorkerGroup(name_prefix=f"{self.name_prefix}.{role}", ray_cls_with_init=self.ray_cls_with_init)
-            view._workers, view._worker_names = self._workers, self._worker_names
-            view._method_prefix = f"{role}_"
-            view._bind_worker_methods(colocated[role], prefix=f"{role}_")
-            views[role] = view
-        return views
+    def _make_view(self, role: str) -> RayWorkerGroup:
+        view = RayWorkerGroup(name_prefix=f"{self.name_prefix}.{role}", ray_cls_with_init=self.ray_cls_with_init)
+        view._workers = self._workers
+        return view
 
     def kill(self) -> None:
         for worker in self._workers:
@@ -218,37 +218,10 @@ class RayWorkerGroup(WorkerGroup):
         self._workers = []
 
 
-def create_colocated_worker_cls(class_dict: dict[str, RayClassWithInitArgs]) -> RayClassWithInitArgs:
-    """One worker class that holds an instance of each role in one process.
-
-    The role ``r``'s method ``m`` becomes ``r_m`` on the combined class; ``RayWorkerGroup.spawn`` gives each
-    role a view with its own method names. Roles in one process share memory (and the GPU) directly.
-    """
-    for role, c in class_dict.items():
-        if not issubclass(c.cls, Worker):
-            raise TypeError(f"role {role!r}: {c.cls.__name__} must subclass verl.single_controller.base.Worker")
-    roles = {role: (c.cls, c.args, c.kwargs) for role, c in class_dict.items()}
-
-    class WorkerDict(Worker):
-        def __init__(self):
-            super().__init__()
-            self.worker_dict = {role: cls(*args, **kwargs) for role, (cls, args, kwargs) in roles.items()}
-
-    for role, (cls, _, _) in roles.items():
-        for name in dir(cls):
-            attrs = getattr(getattr(cls, name, None), MAGIC_ATTR, None)
-            if attrs is not None:
-                setattr(WorkerDict, f"{role}_{name}", _forward(role, name, attrs))
-    WorkerDict.__name__ = WorkerDict.__qualname__ = "WorkerDict_" + "_".join(roles)
-    combined = RayClassWithInitArgs(WorkerDict)
-    combined.colocated_classes = {role: cls for role, (cls, _, _) in roles.items()}
+def create_colocated_worker_cls(class_dict: dict[str, ClassWithInitArgs]) -> RayClassWithInitArgs:
+    """One Ray worker class that holds an instance of each role in one process (see
+    :func:`verl.single_controller.base.colocate.create_colocated_worker_cls`)."""
+    worker_cls = colocated_worker_class(class_dict)
+    combined = RayClassWithInitArgs(worker_cls)
+    combined.colocated_classes = dict(worker_cls.colocated_classes)
     return combined
-
-
-def _forward(role: str, name: str, attrs: dict):
-    def method(self, *args, **kwargs):
-        return getattr(self.worker_dict[role], name)(*args, **kwargs)
-
-    method.__name__ = f"{role}_{name}"
-    setattr(method, MAGIC_ATTR, attrs)
-    return method

@@ -9,7 +9,14 @@ from verl.trainer.config.schema import (
     RayInitConfig,
     TrainerConfig,
 )
-from verl.trainer.config.validate import resolve_device, uses_critic, uses_reference, validate_config, world_size
+from verl.trainer.config.validate import (
+    resolve_device,
+    resolve_execution_mode,
+    uses_critic,
+    uses_reference,
+    validate_config,
+    world_size,
+)
 
 __all__ = [
     "AlgorithmConfig",
@@ -23,6 +30,7 @@ __all__ = [
     "load_config",
     "parse_args",
     "resolve_device",
+    "resolve_execution_mode",
     "uses_critic",
     "uses_reference",
     "validate_config",

@@ -87,6 +87,10 @@ class TrainerConfig:
     """Accelerators per node; with ``device=cpu``, worker processes per node."""
     device: str = "auto"
     """``cuda``, ``cpu`` or ``auto`` (cuda when an accelerator is present)."""
+    execution_mode: str = "auto"
+    """``local``: every role in the trainer's own process, Ray not imported (one worker process: ``nnodes=1``,
+    ``n_gpus_per_node=1``); ``ray``: worker processes on Ray; ``auto``: local for one worker process unless a
+    Ray cluster is named (``ray_init.address`` or ``RAY_ADDRESS``), else ray."""
     placement: str = "colocate"
     """``colocate``: every role shares all processes (hybrid engine); ``split``: actor/rollout/ref on the
     first half of each node's processes, critic and reward model on the second half."""

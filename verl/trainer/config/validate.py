@@ -10,7 +10,7 @@ import os
 from verl.trainer.config.schema import PPOConfig
 from verl.utils.config import ConfigError
 
-__all__ = ["resolve_device", "uses_critic", "uses_reference", "validate_config", "world_size"]
+__all__ = ["resolve_device", "resolve_execution_mode", "uses_critic", "uses_reference", "validate_config", "world_size"]
 
 GROUP_ESTIMATORS = ("grpo", "grpo_passk", "rloo", "opo", "gpg", "reinforce_plus_plus_baseline")
 LOGGERS = ("console", "file", "tensorboard", "wandb", "mlflow", "swanlab")
@@ -24,6 +24,16 @@ def resolve_device(config: PPOConfig) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"  # device-ok: resolving the user's choice
     return device
+
+
+def resolve_execution_mode(config: PPOConfig) -> str:
+    """``local`` or ``ray`` from ``trainer.execution_mode`` (``auto``: local for one worker process when no Ray
+    cluster is named)."""
+    mode = config.trainer.execution_mode
+    if mode != "auto":
+        return mode
+    cluster = config.ray_init.address or os.environ.get("RAY_ADDRESS")
+    return "local" if world_size(config) == 1 and not cluster else "ray"
 
 
 def world_size(config: PPOConfig) -> int:
@@ -129,6 +139,14 @@ def _check_trainer(config: PPOConfig, device: str) -> None:
         raise ConfigError("trainer.device=cuda but no GPU is visible to PyTorch; set trainer.device=cpu (or auto)")
     if tr.nnodes < 1 or tr.n_gpus_per_node < 1:
         raise ConfigError("trainer.nnodes and trainer.n_gpus_per_node must be >= 1")
+    if tr.execution_mode not in ("auto", "local", "ray"):
+        raise ConfigError(f"trainer.execution_mode={tr.execution_mode!r}: use auto, local or ray")
+    if tr.execution_mode == "local" and world_size(config) != 1:
+        raise ConfigError(f"trainer.execution_mode=local runs one worker process, but trainer.nnodes x "
+                          f"trainer.n_gpus_per_node = {world_size(config)}; set both to 1 or use execution_mode=ray")
+    if tr.execution_mode == "local" and config.ray_init.address:
+        raise ConfigError("trainer.execution_mode=local runs without Ray, but ray_init.address names a cluster; "
+                          "drop one of the two")
     if tr.placement not in ("colocate", "split"):
         raise ConfigError(f"trainer.placement={tr.placement!r}: use colocate or split")
     if tr.placement == "split" and tr.n_gpus_per_node < 2:

@@ -19,13 +19,15 @@ import torch
 from tqdm.auto import tqdm
 
 from verl.protocol import DataProto
-from verl.single_controller.ray import (
-    RayClassWithInitArgs,
-    RayWorkerGroup,
-    ResourcePoolManager,
-    create_colocated_worker_cls,
+from verl.single_controller.base import ClassWithInitArgs, WorkerGroup
+from verl.trainer.config import (
+    PPOConfig,
+    resolve_device,
+    resolve_execution_mode,
+    uses_critic,
+    uses_reference,
+    world_size,
 )
-from verl.trainer.config import PPOConfig, resolve_device, uses_critic, uses_reference, world_size
 from verl.trainer.ppo import batch_ops
 from verl.trainer.ppo.checkpoint import CheckpointDirs, find_latest_checkpoint, prune_checkpoints, publish_checkpoint
 from verl.trainer.ppo.core_algos import apply_kl_penalty, call_adv_estimator, get_kl_controller
@@ -75,6 +77,7 @@ class RayPPOTrainer:
         self.reward_fn, self.val_reward_fn = reward_fn, val_reward_fn
         self.train_dataloader, self.val_dataloader = train_dataloader, val_dataloader
         self.device_name = resolve_device(config)
+        self.execution_mode = resolve_execution_mode(config)  # "local": every role in this process, no Ray
         self.use_critic = uses_critic(config)
         self.use_reference = uses_reference(config)
         self.use_rm = config.reward_model.enable
@@ -86,7 +89,7 @@ class RayPPOTrainer:
         self.global_steps = 0
         self._gen_calls = 0  # generation batches so far: seeds sampling, so a resumed run samples the same
         self._train_iter = None
-        self._groups: list[RayWorkerGroup] = []  # what shutdown() stops
+        self._groups: list[WorkerGroup] = []  # what shutdown() stops
         self._pools: list = []
         self.logger = None
 
@@ -100,62 +103,91 @@ class RayPPOTrainer:
                                       response_length=data.max_response_length)
         return dataclasses.replace(arr, rollout=rollout)
 
-    def _placement(self) -> tuple[ResourcePoolManager, dict[Role, RayClassWithInitArgs]]:
+    def _role_classes(self) -> dict[Role, ClassWithInitArgs]:
+        """Each role's worker class and constructor arguments (how they are started is the backend's)."""
         from verl.workers.critic import CriticWorker
         from verl.workers.fsdp_workers import ActorRolloutRefWorker
         from verl.workers.reward_model import RewardModelWorker
 
-        tr, cfg = self.config.trainer, self.config
-        arr = self._worker_config()
-        classes = {Role.ActorRollout: RayClassWithInitArgs(ActorRolloutRefWorker, arr, role="actor_rollout",
-                                                           total_training_steps=self.total_training_steps)}
+        cfg, arr = self.config, self._worker_config()
+        classes = {Role.ActorRollout: ClassWithInitArgs(ActorRolloutRefWorker, arr, role="actor_rollout",
+                                                        total_training_steps=self.total_training_steps)}
         if self.use_reference:
-            classes[Role.RefPolicy] = RayClassWithInitArgs(ActorRolloutRefWorker, arr, role="ref")
+            classes[Role.RefPolicy] = ClassWithInitArgs(ActorRolloutRefWorker, arr, role="ref")
         if self.use_critic:
-            classes[Role.Critic] = RayClassWithInitArgs(CriticWorker, cfg.critic, rollout_n=arr.rollout.n,
-                                                        total_training_steps=self.total_training_steps,
-                                                        model_path=arr.model.path)
+            classes[Role.Critic] = ClassWithInitArgs(CriticWorker, cfg.critic, rollout_n=arr.rollout.n,
+                                                     total_training_steps=self.total_training_steps,
+                                                     model_path=arr.model.path)
         if self.use_rm:
-            classes[Role.RewardModel] = RayClassWithInitArgs(RewardModelWorker, cfg.reward_model)
+            classes[Role.RewardModel] = ClassWithInitArgs(RewardModelWorker, cfg.reward_model)
+        return classes
+
+    def _placement(self, roles) -> tuple[dict[str, list[int]], dict[Role, str]]:
+        """Resource pools (processes per node) and the pool of each role: every role on every process
+        (colocate), or actor/ref on the first half of each node's processes and the rest on the second (split)."""
+        tr = self.config.trainer
         if tr.placement == "split":
             half = tr.n_gpus_per_node // 2
             spec = {"actor_pool": [half] * tr.nnodes, "critic_pool": [tr.n_gpus_per_node - half] * tr.nnodes}
-            mapping = {r: "actor_pool" if r in (Role.ActorRollout, Role.RefPolicy) else "critic_pool" for r in classes}
+            mapping = {r: "actor_pool" if r in (Role.ActorRollout, Role.RefPolicy) else "critic_pool" for r in roles}
         else:
             spec = {"global_pool": [tr.n_gpus_per_node] * tr.nnodes}
-            mapping = {r: "global_pool" for r in classes}
-        manager = ResourcePoolManager(spec, mapping, use_gpu=self.device_name == "cuda")  # device-ok
-        return manager, classes
+            mapping = {r: "global_pool" for r in roles}
+        return spec, mapping
 
     def shutdown(self) -> None:
-        """Stop the worker processes and give their resources back to the cluster."""
+        """Stop the workers (processes, or in local mode the in-process ones) and release their resources."""
         for group in self._groups:
             group.kill()
         for pool in self._pools:
             pool.remove()
         self._groups, self._pools = [], []
 
-    def init_workers(self) -> None:
-        """Create one worker group per resource pool (roles sharing a pool share its processes) and load models."""
-        manager, classes = self._placement()
-        manager.create_resource_pool()
-        self._pools = list(manager.resource_pool_dict.values())
-        self._groups = []
-        self.worker_groups: dict[Role, Any] = {}
-        for pool_name, pool in manager.resource_pool_dict.items():
-            roles = {r: c for r, c in classes.items() if manager.mapping[r] == pool_name}
-            if not roles:
-                continue
+    def _make_groups(self, classes: dict[Role, ClassWithInitArgs]) -> dict[str, tuple[WorkerGroup, list[Role]]]:
+        """One worker group per resource pool, holding the roles mapped to it; local mode has one pool: this process."""
+        spec, mapping = self._placement(classes)
+        if self.execution_mode == "local":
+            from verl.single_controller.base import create_colocated_worker_cls
+            from verl.single_controller.local import LocalWorkerGroup
+
+            def make_group(pool_name, cls, name_prefix):
+                return LocalWorkerGroup(cls, name_prefix=name_prefix)
+        else:
+            from verl.single_controller.ray import RayWorkerGroup, ResourcePoolManager, create_colocated_worker_cls
+
+            manager = ResourcePoolManager(spec, mapping, use_gpu=self.device_name == "cuda")  # device-ok
+            manager.create_resource_pool()
+            self._pools = list(manager.resource_pool_dict.values())
+
+            def make_group(pool_name, cls, name_prefix):
+                return RayWorkerGroup(manager.resource_pool_dict[pool_name], cls, name_prefix=name_prefix)
+
+        groups = {}
+        for pool_name in spec:
+            roles = {r: c for r, c in classes.items() if mapping[r] == pool_name}
             if len(roles) == 1:
                 (role, cls), = roles.items()
-                self.worker_groups[role] = RayWorkerGroup(pool, cls, name_prefix=role.value)
-                self._groups.append(self.worker_groups[role])
-            else:
-                group = RayWorkerGroup(pool, create_colocated_worker_cls({r.value: c for r, c in roles.items()}),
-                                       name_prefix=pool_name)
+                groups[pool_name] = (make_group(pool_name, cls, role.value), [role])
+            elif roles:
+                colocated = create_colocated_worker_cls({r.value: c for r, c in roles.items()})
+                groups[pool_name] = (make_group(pool_name, colocated, pool_name), list(roles))
+        return groups
+
+    def init_workers(self) -> None:
+        """Create the worker groups (roles sharing a pool share its processes) and load the models."""
+        self._groups = []
+        self.worker_groups: dict[Role, Any] = {}
+        try:
+            for group, roles in self._make_groups(self._role_classes()).values():
                 self._groups.append(group)
-                views = group.spawn(prefix_set=[r.value for r in roles])
-                self.worker_groups.update({r: views[r.value] for r in roles})
+                if len(roles) == 1:
+                    self.worker_groups[roles[0]] = group
+                else:
+                    views = group.spawn(prefix_set=[r.value for r in roles])
+                    self.worker_groups.update({r: views[r.value] for r in roles})
+        except BaseException:
+            self.shutdown()
+            raise
         for role in (Role.Critic, Role.RefPolicy, Role.RewardModel, Role.ActorRollout):  # the actor last
             if role in self.worker_groups:
                 self.worker_groups[role].init_model()
