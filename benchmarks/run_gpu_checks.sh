@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Every GPU check the issues name, in one go, for a session that has a GPU (one H100 or H200).
-# Prints the GPU tests' result and one JSON line per benchmark; copy the numbers into docs/performance.md
-# with the device and the date.
-#   bash benchmarks/run_gpu_checks.sh            (from the repo root, in an environment with verl installed)
+# Every GPU check in one run of at most ~7 minutes, for the GPU machine we test on (one H200: torch + CUDA,
+# transformers, peft, accelerate, pyarrow, pandas, pytest; no Ray, omegaconf or datasets; no network).
+# Parts (GPU tests, rollout / train / grpo_step benchmarks on the full workloads, a short GRPO run through
+# main_ppo in local mode) run one after another, each with its own time limit; one JSON summary is written to
+# gpu_checks_out/summary.json. Copy its figures into docs/performance.md with the device and the date.
+#
+#   bash benchmarks/run_gpu_checks.sh                       # on the GPU machine, from the repo root
+#   bash benchmarks/run_gpu_checks.sh --wheels gpu_wheels   # first make the wheels in gpu_wheels/ importable
+#   bash benchmarks/run_gpu_checks.sh --dry-run             # every part on tiny sizes on CPU, same code
+#   bash benchmarks/run_gpu_checks.sh --only rollout,train --limit rollout=200
+#
+# Nothing beyond that machine's packages is required (verl runs from this checkout via PYTHONPATH). Optional
+# pure-Python wheels (--wheels DIR; installed with pip --target into gpu_checks_out/site, the interpreter's own
+# environment untouched): pytest-timeout (honours pyproject's per-test timeout) and rich with markdown-it-py,
+# mdurl, pygments (the console logger; the checks log to files). Fetch them on a machine with network:
+#   pip download --only-binary=:all: --python-version 3.12 --platform any --no-deps -d gpu_wheels \
+#       pytest-timeout==2.4.0 rich==14.2.0 markdown-it-py==4.0.0 mdurl==0.1.2 pygments==2.19.2
+# (about 2 MiB in all; bring the folder along, e.g. as a carried path). omegaconf is not needed: the config
+# loader uses it only for ${...} interpolations, and its antlr4 dependency has no wheel.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-echo "== GPU tests (bf16 parity, CUDA graphs, sleep() frees memory, offload placement)"
-python -m pytest -q -m gpu tests
-echo "== rollout: native vs hf, 64 prompts x n=8, 128 + 256 tokens (goal: >= 100k tok/s and >= 5x hf)"
-python benchmarks/rollout.py
-echo "== train: actor update on 512 x 384 tokens vs a plain transformers loop (goal: >= 1.5x)"
-python benchmarks/train.py
-echo "== grpo_step: one whole GRPO step (needs Ray; goal: >= 2x TRL's ~16k completion tok/s)"
-python benchmarks/grpo_step.py
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+    if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+exec "$PY" benchmarks/gpu_checks.py "$@"

@@ -50,6 +50,10 @@ def test_bf16_parity_with_transformers(model_type, make_prompts):
 
 @pytest.mark.parametrize("compile_step", [False, True], ids=["eager-graphs", "compiled-graphs"])
 def test_cuda_graphs_are_used_and_change_nothing(compile_step, make_prompts, monkeypatch):
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)  # no silent eager fallback inside dynamo
+    counters.clear()
     device = get_device()
     model = tiny_model("qwen2", seed=5).to(device)
     prompts = make_prompts(batch=20, width=12, seed=2)
@@ -59,6 +63,10 @@ def test_cuda_graphs_are_used_and_change_nothing(compile_step, make_prompts, mon
     expected = eager.generate_sequences(prompts)
     out = graphed.generate_sequences(prompts)
     assert eager.num_cuda_graphs == 0 and graphed.num_cuda_graphs >= 1
+    if compile_step:  # the engine falls back to eager (with a warning) when compiling fails: it must not have
+        step, pick = graphed.runner._step, graphed.runner._pick
+        assert step.compiled is not None and pick.compiled is not None, "torch.compile fell back to eager"
+        assert counters["stats"]["unique_graphs"] >= 1, f"dynamo compiled no graph: {dict(counters['stats'])}"
     assert torch.equal(out.batch["responses"].cpu(), expected.batch["responses"].cpu())
     torch.testing.assert_close(out.batch["rollout_log_probs"].cpu(), expected.batch["rollout_log_probs"].cpu(),
                                atol=1e-4, rtol=0)

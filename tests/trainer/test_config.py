@@ -115,3 +115,27 @@ def test_reward_model_retemplating_needs_raw_chat(ppo_fixture, tmp_path):
     with pytest.raises(ConfigError, match="set data.return_raw_chat=true"):
         validate_config(load_config(argv))
     validate_config(load_config([*argv, "data.return_raw_chat=true"]))
+
+
+def test_execution_mode_auto_is_local_for_one_worker_process(monkeypatch):
+    from verl.trainer.config import resolve_execution_mode
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    one = ["trainer.nnodes=1", "trainer.n_gpus_per_node=1"]
+    assert resolve_execution_mode(load_config(one)) == "local"
+    assert resolve_execution_mode(load_config(["trainer.n_gpus_per_node=2"])) == "ray"
+    assert resolve_execution_mode(load_config([*one, "ray_init.address=auto"])) == "ray"
+    assert resolve_execution_mode(load_config([*one, "trainer.execution_mode=ray"])) == "ray"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert resolve_execution_mode(load_config(one)) == "ray", "a named cluster means Ray"
+    assert resolve_execution_mode(load_config([*one, "trainer.execution_mode=local"])) == "local"
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["trainer.execution_mode=threads"], "use auto, local or ray"),
+    (["trainer.execution_mode=local", "trainer.n_gpus_per_node=2"], "runs one worker process"),
+    (["trainer.execution_mode=local", "trainer.n_gpus_per_node=1", "ray_init.address=auto"], "ray_init.address"),
+])  # fmt: skip
+def test_execution_mode_errors_name_the_key(ppo_fixture, tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(load_config(overrides(ppo_fixture, tmp_path, "algorithm.adv_estimator=grpo", *extra)))

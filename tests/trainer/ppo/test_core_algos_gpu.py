@@ -45,9 +45,11 @@ def run_losses(old, log_prob, adv, mask, mode):
 def test_losses_match_cpu_without_host_sync(mode):
     device = get_device()
     cpu = run_losses(*make_batch("cpu"), mode)
-    torch.cuda.set_sync_debug_mode("error")  # any .item()/nonzero()/D2H copy raises
+    batch = make_batch(device)  # blocking host-to-device copies: done before the check is armed
+    torch.cuda.synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")  # from here, any .item()/nonzero()/D2H copy raises
     try:
-        acc = run_losses(*make_batch(device), mode)
+        acc = run_losses(*batch, mode)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     for name in DETERMINISTIC + ["value", "entropy"]:

@@ -1,0 +1,126 @@
+"""The single controller in one process (local mode): the base dispatch/collect, colocated roles, a one-rank
+torch.distributed world in the environment, and inputs handed over as a copy that travelled would be."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from verl import DataProto
+from verl.single_controller.base import ClassWithInitArgs, Worker, WorkerGroup, create_colocated_worker_cls
+from verl.single_controller.base.decorator import DataProtoFuture, Dispatch, register
+from verl.single_controller.local import LocalWorkerGroup, single_process_world
+
+
+class DoubleWorker(Worker):
+    def __init__(self, offset: float = 0.0):
+        super().__init__()
+        self.offset = offset
+        self.closed = False
+        self.seen_meta: list[dict] = []
+
+    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    def double(self, data: DataProto) -> DataProto:
+        data.meta_info["touched_by_worker"] = True  # must not reach the driver's object
+        self.seen_meta.append(dict(data.meta_info))
+        return DataProto.from_dict({"y": data.batch["x"] * 2 + self.offset})
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def world(self) -> tuple[int, int, bool, str]:
+        return self.rank, self.world_size, dist.is_initialized(), os.environ["LOCAL_RANK"]
+
+    @register(dispatch_mode=Dispatch.RANK_ZERO, blocking=False)
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CountWorker(Worker):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def count(self) -> int:
+        self.calls += 1
+        return self.calls
+
+
+@pytest.fixture
+def clean_world(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    assert not dist.is_initialized()
+    yield
+    assert not dist.is_initialized(), "kill() leaves torch.distributed as it found it"
+
+
+def test_methods_use_the_shared_dispatch_and_collect(clean_world):
+    assert "_make_method" not in LocalWorkerGroup.__dict__, "dispatch/collect come from the base WorkerGroup"
+    group = LocalWorkerGroup(ClassWithInitArgs(DoubleWorker, offset=1.0), name_prefix="double")
+    try:
+        data = DataProto.from_dict({"x": torch.arange(5.0)}, meta_info={"temperature": 0.5})
+        out = group.double(data)
+        assert torch.equal(out.batch["y"], torch.arange(5.0) * 2 + 1)
+        assert data.meta_info == {"temperature": 0.5}, "the worker's edit of its input stayed in the worker"
+        assert group.workers[0].seen_meta == [{"temperature": 0.5, "touched_by_worker": True}]
+        assert group.world() == [(0, 1, True, "0")]
+        future = group.add(2, 3)
+        assert isinstance(future, DataProtoFuture) and future.get() == 5
+        assert group.worker_names == ["double_0"] and group.world_size == 1
+    finally:
+        worker = group.workers[0]
+        group.kill()
+    assert worker.closed
+    assert "MASTER_PORT" not in os.environ and "RANK" not in os.environ, "the environment is restored"
+
+
+def test_colocated_roles_share_one_process(clean_world):
+    colocated = create_colocated_worker_cls({"double": ClassWithInitArgs(DoubleWorker),
+                                             "count": ClassWithInitArgs(CountWorker)})
+    group = LocalWorkerGroup(colocated, name_prefix="pool")
+    try:
+        views = group.spawn(prefix_set=["double", "count"])
+        assert isinstance(views["count"], WorkerGroup)
+        assert views["count"].count() == [1] and views["count"].count() == [2]
+        out = views["double"].double(DataProto.from_dict({"x": torch.ones(3)}))
+        assert torch.equal(out.batch["y"], torch.full((3,), 2.0))
+        roles = group.workers[0].worker_dict
+        assert roles["count"].calls == 2 and not hasattr(views["double"], "count")
+    finally:
+        group.kill()
+    assert roles["double"].closed, "killing the group closes every colocated role"
+
+
+def test_padding_and_non_tensors_survive_the_hand_over(clean_world):
+    group = LocalWorkerGroup(ClassWithInitArgs(DoubleWorker))
+    try:
+        data = DataProto.from_dict({"x": torch.arange(3.0)}, non_tensors={"uid": np.array(["a", "b", "c"], dtype=object)})
+        (part,) = data.chunk(1)
+        out = group.double(part)
+        assert len(out) == 3 and torch.equal(out.batch["y"], torch.tensor([0.0, 2.0, 4.0]))
+    finally:
+        group.kill()
+
+
+def test_a_failing_constructor_leaves_no_world(clean_world):
+    class Broken(Worker):
+        def __init__(self):
+            super().__init__()
+            raise RuntimeError("no model")
+
+    with pytest.raises(RuntimeError, match="no model"):
+        LocalWorkerGroup(ClassWithInitArgs(Broken))
+    assert "MASTER_ADDR" not in os.environ
+
+
+def test_single_process_world_restores_what_was_there(monkeypatch):
+    monkeypatch.setenv("RANK", "7")
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    with single_process_world() as env:
+        assert os.environ["RANK"] == "0" and os.environ["MASTER_PORT"] == env["MASTER_PORT"]
+    assert os.environ["RANK"] == "7" and "MASTER_PORT" not in os.environ
