@@ -23,7 +23,8 @@ def test_defaults_follow_verl_and_validate():
         ({"temperature": -1.0, "do_sample": False}, r"temperature=-1.0 must be >= 0"),
         ({"top_k": 0}, r"top_k=0.*-1 to turn top-k off"),
         ({"top_p": 0.0}, r"top_p=0.0 must be in \(0, 1\]"),
-        ({"name": "vllm"}, r"name='vllm'.*\['native', 'hf'\]"),
+        ({"name": "tgi"}, r"name='tgi'.*\['native', 'hf', 'vllm'\]"),
+        ({"name": "sglang"}, r"name='sglang'.*pins torch 2.14.1"),
         ({"dtype": "fp8"}, r"dtype='fp8'"),
         ({"response_length": 0}, r"response_length=0 must be >= 1"),
         ({"gpu_memory_utilization": 1.5}, r"gpu_memory_utilization=1.5"),
@@ -35,6 +36,14 @@ def test_defaults_follow_verl_and_validate():
 def test_bad_values_name_the_key_and_fix(overrides, message):
     with pytest.raises(ValueError, match=message):
         RolloutConfig(**overrides).validate()
+
+
+def test_vllm_missing_is_refused_with_the_install_command(monkeypatch):
+    import verl.rollout.vllm as vllm_pkg
+
+    monkeypatch.setattr(vllm_pkg, "vllm_available", lambda: False)
+    with pytest.raises(ValueError, match=r"name=vllm but vLLM is not installed.*pip install.*rollout.name=native"):
+        RolloutConfig(name="vllm").validate()
 
 
 def test_from_dict_and_omegaconf_with_nested_val_kwargs():

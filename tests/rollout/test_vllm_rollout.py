@@ -136,3 +136,9 @@ def test_small_batched_tokens_without_chunked_prefill_is_rejected(vllm_config):
 
     with pytest.raises(ValueError, match="max_num_batched_tokens=16 .*enable_chunked_prefill=false"):
         rollout_config_from_mapping(vllm_config(enable_chunked_prefill=False, max_num_batched_tokens=16))
+
+
+def test_head_size_vllm_cannot_run_on_cpu_is_refused_before_the_engine(tokenizer, tmp_path, vllm_config):
+    path = build_tiny_model(tmp_path / "h16", tokenizer, arch="qwen2", hidden_size=64, num_heads=4, num_kv_heads=2)
+    with pytest.raises(ValueError, match=r"head_dim is 16.*rollout.name=native"):
+        build_rollout(vllm_config(), path, tokenizer=tokenizer, device="cpu")

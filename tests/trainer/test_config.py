@@ -1,6 +1,7 @@
 """The PPO config: CLI parsing, defaults, and bad configs rejected before Ray starts, naming the key."""
 
 import sys
+from importlib.util import find_spec
 
 import pytest
 
@@ -85,6 +86,11 @@ BAD_CONFIGS = [
     (["critic.ppo_micro_batch_size_per_gpu=null", "algorithm.adv_estimator=gae"], "set critic.ppo_micro_batch_size_per_gpu"),
     (["actor_rollout_ref.actor.tis_imp_ratio_cap=2.0"], "needs actor_rollout_ref.rollout.calculate_log_probs=true"),
     (["custom_reward_function.path=/nope.py"], "custom_reward_function.path='/nope.py' does not exist"),
+    (["actor_rollout_ref.rollout.name=sglang"], "SGLang cannot be installed beside this library"),
+    *([(["actor_rollout_ref.rollout.name=vllm", "trainer.device=cpu"],
+        "vLLM's CPU attention has no kernel for this model's head_dim=16")] if find_spec("vllm") else
+      [(["actor_rollout_ref.rollout.name=vllm"], "name=vllm but vLLM is not installed")]),
+    (["actor_rollout_ref.rollout.load_format=npz"], "actor_rollout_ref.rollout.load_format='npz'"),
 ]
 
 

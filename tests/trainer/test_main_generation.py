@@ -76,8 +76,8 @@ def test_bad_settings_fail_before_loading(setup, capsys):
         main(gen_args(root, model_dir, root / "x.parquet", "rollout.n=4"))
     assert "rollout.n=4: set data.n_samples=4 instead" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(gen_args(root, model_dir, root / "x.parquet", "rollout.name=vllm"))
-    assert "rollout.name='vllm' is not a rollout backend" in capsys.readouterr().err
+        main(gen_args(root, model_dir, root / "x.parquet", "rollout.name=tgi"))
+    assert "rollout.name='tgi' is not a rollout backend" in capsys.readouterr().err
     assert not os.path.exists(root / "x.parquet")
     with pytest.raises(SystemExit):
         main(["data.nsamples=2"])

@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib.util
 import platform
 
-__all__ = ["VLLM_INSTALL_HINT", "require_vllm", "vllm_available"]
+__all__ = ["VLLM_CPU_HEAD_SIZES", "VLLM_INSTALL_HINT", "require_vllm", "vllm_available"]
+
+VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""Head sizes vLLM 0.32's CPU attention has kernels for (checked before the trainer starts; the engine asks vLLM)."""
 
 VLLM_INSTALL_HINT = (
     "install it with `pip install vllm` on a CUDA machine, or on a CPU-only Linux x86-64 machine with "

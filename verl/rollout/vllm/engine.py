@@ -69,6 +69,22 @@ def cpu_kv_cache_bytes(config: RolloutConfig, hf_config: Any, max_model_len: int
     return max(_MIN_CPU_KV_BYTES, min(wanted, cap))
 
 
+def _check_cpu_head_size(hf_config: Any) -> None:
+    """vLLM's CPU attention kernels exist for a fixed set of head sizes; refuse others before building the engine
+    (vLLM itself only fails at the first generation, with a kernel message)."""
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        supported = list(CPUAttentionBackend.get_supported_head_sizes())
+    except (ImportError, AttributeError):  # another vLLM layout: let vLLM decide
+        return
+    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
+    if head_dim not in supported:
+        raise ValueError(
+            f"vLLM's CPU attention supports head sizes {supported}; this model's head_dim is {head_dim}. "
+            "Use actor_rollout_ref.rollout.name=native (or hf) for it on CPU")
+
+
 class VLLMRollout(BaseRollout):
     """Generate with a vLLM ``LLM`` built from a local HF checkpoint directory.
 
@@ -95,11 +111,13 @@ class VLLMRollout(BaseRollout):
         tensor_parallel_size: int = 1,
     ):
         require_vllm()
+        self.device = torch.device(device) if device is not None else get_device()
+        if self.device.type == "cpu":
+            _check_cpu_head_size(hf_config)
         if VLLMRollout._open is not None and VLLMRollout._open() is not None:
             raise RuntimeError("a vLLM engine is already open in this process (vLLM keeps process-wide parallel "
                                "state): close() it before building another")
         self.config = config.validate()
-        self.device = torch.device(device) if device is not None else get_device()
         self.default_eos, self.default_pad = special_tokens(tokenizer, generation_config, hf_config)
         self.max_model_len = config.max_model_len or config.prompt_length + config.response_length
         self.needs_weights = config.load_format == "dummy"

@@ -67,6 +67,21 @@ def _check_model_dir(key: str, path: str) -> None:
                           "models cannot be downloaded at run time, point it at a saved checkpoint")
 
 
+def _check_vllm_cpu_head_size(model_path: str) -> None:
+    """vLLM's CPU attention has kernels for a fixed set of head sizes; checked from config.json before Ray starts."""
+    import json
+
+    from verl.rollout.vllm import VLLM_CPU_HEAD_SIZES
+
+    with open(os.path.join(os.path.expanduser(model_path), "config.json")) as f:
+        cfg = json.load(f)
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    if head_dim not in VLLM_CPU_HEAD_SIZES:
+        raise ConfigError(f"actor_rollout_ref.rollout.name=vllm on CPU: vLLM's CPU attention has no kernel for this "
+                          f"model's head_dim={head_dim} (it has {list(VLLM_CPU_HEAD_SIZES)}); use "
+                          "actor_rollout_ref.rollout.name=native")
+
+
 def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
     data, arr = config.data, config.actor_rollout_ref
     actor, n = arr.actor, arr.rollout.n
@@ -189,6 +204,8 @@ def validate_config(config: PPOConfig) -> None:
         arr.rollout.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if arr.rollout.name == "vllm" and resolve_device(config) == "cpu":
+        _check_vllm_cpu_head_size(arr.model.path)
     if arr.rollout.tensor_model_parallel_size != 1:
         raise ConfigError("actor_rollout_ref.rollout.tensor_model_parallel_size must be 1: each rank runs a full rollout replica")
     if config.data.max_prompt_length < 1 or config.data.max_response_length < 1:
