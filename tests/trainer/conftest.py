@@ -1,5 +1,7 @@
 """A tiny model and a tiny GSM8K-shaped parquet task for the trainer's end-to-end tests."""
 
+import json
+import os
 import random
 
 import pytest
@@ -50,3 +52,21 @@ def base_overrides(fx, out_dir, *extra):
         "trainer.test_freq=2", "trainer.project_name=t", "trainer.experiment_name=t", "ray_init.num_cpus=4",
         *extra,
     ]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster for one test module (4 CPUs, one OpenMP thread per worker), shut down after it."""
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    yield
+    ray.shutdown()
+
+
+def read_log(out_dir):
+    """The records of a run's ``metrics.jsonl``."""
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]

@@ -10,7 +10,7 @@ import torch
 
 ray = pytest.importorskip("ray")
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import base_overrides  # noqa: E402
+from conftest import base_overrides, read_log  # noqa: E402
 
 from verl.trainer.config import load_config  # noqa: E402
 from verl.trainer.main_ppo import main, run_ppo  # noqa: E402
@@ -24,21 +24,12 @@ CORE_METRICS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 VARIED_REWARD = f"custom_reward_function.path={os.path.join(os.path.dirname(__file__), 'varied_reward.py')}"
 
 
-def read_log(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 def final_weights(out_dir, step):

