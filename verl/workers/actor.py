@@ -20,22 +20,38 @@ from verl.trainer.ppo.core_algos import (
     get_policy_loss_fn,
     kl_penalty,
 )
-from verl.workers.batching import BatchPlan, split_micro_batches
+from verl.workers.attention import use_packed_attention
+from verl.workers.batching import BatchPlan, split_micro_batches, to_device
 from verl.workers.config import ActorConfig
-from verl.workers.forward import response_logits
+from verl.workers.forward import MODEL_INPUTS, ResponseLayout, response_layout, response_logits
 from verl.workers.fsdp import clip_grad_norm
 
-__all__ = ["PPOActor", "all_reduce_sum", "global_counts", "mean_metrics"]
+__all__ = ["PPOActor", "all_reduce_sum", "global_counts", "is_on_policy", "mean_metrics", "micro_batch_on_device"]
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+
+def is_on_policy(ppo_epochs: int, num_trajectories: int, mini_batch_trajectories: int) -> bool:
+    """True when the update takes exactly one optimizer step on the batch (one epoch, one mini-batch): its
+    forward then runs on the weights that generated the batch, so the old log-probs equal the current ones
+    and the PPO ratio is 1 by construction; the old-log-prob forward can be skipped."""
+    return ppo_epochs == 1 and num_trajectories <= mini_batch_trajectories
+
+
+def micro_batch_on_device(mb: DataProto, packed: bool, device: torch.device,
+                          keys: tuple[str, ...] = ()) -> tuple[ResponseLayout, dict[str, torch.Tensor]]:
+    """The micro-batch's forward layout (built on the host) and its ``keys`` tensors, moved to ``device`` in one
+    host-to-device copy."""
+    layout = response_layout({k: mb.batch[k] for k in MODEL_INPUTS}, mb.batch["responses"].shape[-1], packed, device)
+    moved = to_device({**layout.tensors(), **{f"batch.{k}": mb.batch[k] for k in keys}}, device)
+    return layout.with_tensors(moved), {k: moved[f"batch.{k}"] for k in keys}
 
 
 def global_counts(micro_batches: list[DataProto], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Valid tokens and sequences of a whole mini-batch, summed over its micro-batches and all ranks."""
-    counts = torch.zeros(2, dtype=torch.float32, device=device)
-    for mb in micro_batches:
-        tokens, seqs = agg_loss_counts(mb.batch["response_mask"].to(device))
+    counts = torch.zeros(2, dtype=torch.float32)
+    for mb in micro_batches:  # on the host, where the batch is: one small copy to the device below
+        tokens, seqs = agg_loss_counts(mb.batch["response_mask"].cpu())
         counts += torch.stack([tokens, seqs])
+    counts = counts.to(device)
     if dist.is_initialized():
         dist.all_reduce(counts)
     return counts[0], counts[1]
@@ -68,13 +84,12 @@ class PPOActor:
         self.packed = packed
         self.dp_size = dp_size
         self.policy_loss_fn = get_policy_loss_fn(config.policy_loss.loss_mode)
+        if packed:
+            use_packed_attention(model)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    def _inputs(self, mb: DataProto) -> dict[str, torch.Tensor]:
-        return {k: mb.batch[k].to(self.device) for k in MODEL_INPUTS}
 
     @torch.no_grad()
     def compute_log_prob(self, data: DataProto, plan: BatchPlan, temperature: float,
@@ -85,7 +100,8 @@ class PPOActor:
         micro_batches, restore = split_micro_batches(data, plan)
         log_probs, entropies = [], []
         for mb in micro_batches:
-            lp, ent = response_logits(self.model, self._inputs(mb), R, temperature, self.packed, calculate_entropy)
+            layout, _ = micro_batch_on_device(mb, self.packed, self.device)
+            lp, ent = response_logits(self.model, layout, R, temperature, self.packed, calculate_entropy)
             log_probs.append(lp)
             entropies.append(ent)
         log_probs = torch.cat(log_probs)
@@ -95,11 +111,20 @@ class PPOActor:
             entropy = entropy[restore.to(entropy.device)] if entropy is not None else None
         return log_probs.cpu(), entropy.cpu() if entropy is not None else None
 
-    def update_policy(self, data: DataProto, plan: BatchPlan, temperature: float) -> dict[str, float]:
-        """PPO epochs over mini-batches of ``data`` (this rank's trajectories); returns mean metrics."""
+    def update_policy(self, data: DataProto, plan: BatchPlan, temperature: float,
+                      calculate_entropy: bool = False) -> dict[str, float]:
+        """PPO epochs over mini-batches of ``data`` (this rank's trajectories); returns mean metrics.
+
+        On-policy updates (:func:`is_on_policy`) use the detached current log-probs as ``old_log_probs`` (the
+        batch need not carry them). ``calculate_entropy`` adds the token-mean ``actor/entropy`` metric when the
+        loss does not compute entropy anyway.
+        """
         cfg = self.config
         self.model.train()
-        keys = [*MODEL_INPUTS, "responses", "response_mask", "old_log_probs", "advantages"]
+        self._on_policy = is_on_policy(cfg.ppo_epochs, len(data), plan.mini_batch_size)
+        self._entropy_metric = calculate_entropy and cfg.entropy_coeff == 0
+        keys = [*MODEL_INPUTS, "responses", "response_mask", "advantages"]
+        keys += [] if self._on_policy else ["old_log_probs"]
         keys += ["ref_log_prob"] if cfg.use_kl_loss else []
         keys += ["rollout_log_probs"] if cfg.tis_imp_ratio_cap > 0 else []
         missing = [k for k in keys if k not in data.batch]
@@ -144,17 +169,18 @@ class PPOActor:
         """The micro-batch's share of the mini-batch loss, its loss terms (which add up over micro-batches
         and ranks) and its ratio metrics (averaged)."""
         cfg = self.config
-        dev = self.device
         R = mb.batch["responses"].shape[-1]
-        mask = mb.batch["response_mask"].to(dev)
-        old_log_prob = mb.batch["old_log_probs"].to(dev)
-        advantages = mb.batch["advantages"].to(dev)
-        log_prob, entropy = response_logits(self.model, self._inputs(mb), R, temperature, self.packed,
-                                            calculate_entropy=cfg.entropy_coeff != 0)
+        keys = ("response_mask", "advantages", *(k for k in ("old_log_probs", "ref_log_prob", "rollout_log_probs")
+                                                 if k in mb.batch and not (k == "old_log_probs" and self._on_policy)))
+        layout, t = micro_batch_on_device(mb, self.packed, self.device, keys)
+        mask, advantages = t["response_mask"], t["advantages"]
+        log_prob, entropy = response_logits(self.model, layout, R, temperature, self.packed,
+                                            calculate_entropy=cfg.entropy_coeff != 0 or self._entropy_metric)
+        old_log_prob = log_prob.detach() if self._on_policy else t["old_log_probs"]
         norm = {"global_num_tokens": num_tokens, "global_num_seqs": num_seqs}
         extra = {}
         if cfg.tis_imp_ratio_cap > 0:
-            weights, _ = compute_tis_weights(old_log_prob, mb.batch["rollout_log_probs"].to(dev), mask, cap=cfg.tis_imp_ratio_cap)
+            weights, _ = compute_tis_weights(old_log_prob, t["rollout_log_probs"], mask, cap=cfg.tis_imp_ratio_cap)
             extra["rollout_is_weights"] = weights
         pl = cfg.policy_loss
         pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower = self.policy_loss_fn(
@@ -168,12 +194,14 @@ class PPOActor:
         terms = {"actor/pg_loss": pg_loss.detach()}
         ratios = {"actor/pg_clipfrac": pg_clipfrac.detach(), "actor/ppo_kl": ppo_kl.detach(),
                   "actor/pg_clipfrac_lower": pg_clipfrac_lower.detach()}
-        if entropy is not None:
+        if entropy is not None and cfg.entropy_coeff != 0:
             ent = agg_loss(entropy, mask, cfg.loss_agg_mode, **norm)
             loss = loss - cfg.entropy_coeff * ent
             terms["actor/entropy"] = ent.detach()
+        elif entropy is not None:  # the metric only: token-mean, as the old-log-prob pass reports it
+            terms["actor/entropy"] = (entropy.detach() * mask).sum() / num_tokens
         if cfg.use_kl_loss:
-            kld = kl_penalty(log_prob, mb.batch["ref_log_prob"].to(dev), cfg.kl_loss_type)
+            kld = kl_penalty(log_prob, t["ref_log_prob"], cfg.kl_loss_type)
             kl_loss = agg_loss(kld, mask, cfg.loss_agg_mode, **norm)
             loss = loss + cfg.kl_loss_coef * kl_loss
             terms["actor/kl_loss"] = kl_loss.detach()

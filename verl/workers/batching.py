@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from verl.protocol import DataProto
 
-__all__ = ["BatchPlan", "split_micro_batches", "token_balanced_partitions"]
+__all__ = ["BatchPlan", "split_micro_batches", "to_device", "token_balanced_partitions"]
 
 
 @dataclass(frozen=True)
@@ -128,3 +128,22 @@ def _cpu_group():
     if _CPU_GROUP[0] is not world:
         _CPU_GROUP = (world, dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else world)
     return _CPU_GROUP[1]
+
+
+def to_device(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Host tensors on ``device`` with one host-to-device copy: their bytes are laid out in one pinned buffer,
+    copied without blocking, and viewed back as the original dtypes and shapes. On CPU: the tensors as they are.
+    """
+    if device.type == "cpu":
+        return {k: t.cpu() for k, t in tensors.items()}
+    layout, size = [], 0
+    for key, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        nbytes = t.numel() * t.element_size()
+        layout.append((key, t, size, nbytes))
+        size += -(-nbytes // 16) * 16  # 16-byte aligned, so every slice can be viewed as its dtype
+    buffer = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+    for _, t, start, nbytes in layout:
+        buffer[start : start + nbytes].copy_(t.reshape(-1).view(torch.uint8))
+    moved = buffer.to(device, non_blocking=True)
+    return {key: moved[start : start + nbytes].view(t.dtype).view(t.shape) for key, t, start, nbytes in layout}

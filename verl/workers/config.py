@@ -180,6 +180,9 @@ class ActorConfig:
     """``token-mean``, ``seq-mean-token-sum``, ``seq-mean-token-mean`` or ``seq-mean-token-sum-norm``."""
     entropy_coeff: float = 0.0
     """Entropy bonus coefficient (loss -= coeff x entropy)."""
+    entropy_metric_interval: int = 1
+    """Report the ``actor/entropy`` metric every this many steps (0 = never). It costs one more pass over the
+    vocabulary; the loss computes entropy whenever ``entropy_coeff`` is non-zero regardless."""
     use_kl_loss: bool = False
     """Add ``kl_loss_coef`` x KL(actor || ref) to the loss (GRPO style) instead of a KL reward penalty."""
     kl_loss_coef: float = 0.001

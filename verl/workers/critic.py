@@ -14,10 +14,11 @@ from verl.single_controller.base import Worker
 from verl.single_controller.base.decorator import Dispatch, register
 from verl.trainer.ppo.core_algos import compute_value_loss
 from verl.utils.config import from_mapping
-from verl.workers.actor import MODEL_INPUTS, all_reduce_sum, global_counts, mean_metrics
+from verl.workers.actor import all_reduce_sum, global_counts, mean_metrics, micro_batch_on_device
+from verl.workers.attention import use_packed_attention
 from verl.workers.batching import BatchPlan, split_micro_batches
 from verl.workers.config import CriticConfig
-from verl.workers.forward import response_values
+from verl.workers.forward import MODEL_INPUTS, response_values
 from verl.workers.fsdp import (
     build_lr_scheduler,
     build_optimizer,
@@ -40,21 +41,24 @@ class ValueCritic:
         self.model, self.config = model, config
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.packed, self.dp_size = packed, dp_size
+        if packed:
+            use_packed_attention(model)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _values(self, mb: DataProto) -> torch.Tensor:
-        batch = {k: mb.batch[k].to(self.device) for k in MODEL_INPUTS}
-        return response_values(self.model, batch, mb.batch["responses"].shape[-1], self.packed)
+    def _values(self, mb: DataProto, keys: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(B, R)`` values of a micro-batch and its ``keys`` tensors, moved with its inputs in one copy."""
+        layout, tensors = micro_batch_on_device(mb, self.packed, self.device, keys)
+        return response_values(self.model, layout, mb.batch["responses"].shape[-1], self.packed), tensors
 
     @torch.no_grad()
     def compute_values(self, data: DataProto, plan: BatchPlan) -> torch.Tensor:
         """``(B, R)`` values of ``data``'s response states (0 where ``response_mask`` is 0)."""
         self.model.eval()
         micro_batches, restore = split_micro_batches(data, plan)
-        values = torch.cat([self._values(mb) for mb in micro_batches])
+        values = torch.cat([self._values(mb)[0] for mb in micro_batches])
         if restore is not None:
             values = values[restore.to(values.device)]
         return (values * data.batch["response_mask"].to(values.device)).cpu()
@@ -73,16 +77,17 @@ class ValueCritic:
                 self.optimizer.zero_grad(set_to_none=True)
                 vf_loss_sum = torch.zeros((), device=self.device)
                 for mb in micro_batches:
-                    dev = self.device
-                    vpreds = self._values(mb)
+                    vpreds, t = self._values(mb, ("returns", "values", "response_mask"))
+                    mask = t["response_mask"]
                     vf_loss, vf_clipfrac = compute_value_loss(
-                        vpreds, mb.batch["returns"].to(dev), mb.batch["values"].to(dev), mb.batch["response_mask"].to(dev),
+                        vpreds, t["returns"], t["values"], mask,
                         cfg.cliprange_value, cfg.loss_agg_mode, global_num_tokens=num_tokens, global_num_seqs=num_seqs,
                     )
                     (vf_loss * self.dp_size).backward()  # FSDP averages over ranks; the loss is a global sum
                     vf_loss_sum += vf_loss.detach()
                     metrics.setdefault("critic/vf_clipfrac", []).append(vf_clipfrac.detach())
-                    metrics.setdefault("critic/vpred_mean", []).append(vpreds.detach()[mb.batch["response_mask"].bool()].mean())
+                    vpred_mean = (vpreds.detach() * mask).sum() / mask.sum().clamp(min=1)  # no host sync
+                    metrics.setdefault("critic/vpred_mean", []).append(vpred_mean)
                 grad_norm = clip_grad_norm(self.model, cfg.grad_clip)
                 if torch.isfinite(grad_norm):
                     self.optimizer.step()

@@ -165,12 +165,15 @@ def apply_fsdp2(model: nn.Module, fsdp_config: FSDPConfig, world_size: int) -> n
 def full_state_dict_iter(model: nn.Module, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, full tensor)`` pairs of the model's weights, gathered one at a time from FSDP shards.
 
-    Every rank must consume the iterator in full (each gather is a collective).
+    With ``dtype`` each shard is cast before its gather, so a bf16 rollout moves half the bytes of the fp32
+    master weights. Every rank must consume the iterator in full (each gather is a collective).
     """
     for name, tensor in model.state_dict().items():
+        if dtype is not None:
+            tensor = tensor.to(dtype)
         if hasattr(tensor, "full_tensor"):
             tensor = tensor.full_tensor()
-        yield name, tensor.to(dtype) if dtype is not None else tensor
+        yield name, tensor
 
 
 def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:

@@ -204,7 +204,7 @@ class ActorRolloutRefWorker(Worker):
         temperature = data.meta_info.get("temperature", self.config.rollout.temperature) or 1.0
         self._load_actor(with_optimizer=True)
         start = time.perf_counter()
-        metrics = self.actor.update_policy(data, plan, temperature)
+        metrics = self.actor.update_policy(data, plan, temperature, bool(data.meta_info.get("calculate_entropy", False)))
         elapsed = time.perf_counter() - start
         self._weights_version += 1
         metrics.update(actor_perf_metrics(self.actor_module, data, elapsed, actor_cfg.ppo_epochs))

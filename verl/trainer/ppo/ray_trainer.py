@@ -292,13 +292,24 @@ class RayPPOTrainer:
             batch = self._generate_and_score(batch, timing, metrics)
             if self.config.trainer.balance_batch:
                 self._balance(batch)
+            from verl.workers.actor import is_on_policy
+
+            actor = self.config.actor_rollout_ref.actor
+            interval = actor.entropy_metric_interval
+            batch.meta_info["calculate_entropy"] = interval > 0 and self.global_steps % interval == 0
+            # one epoch, one mini-batch: the update's own forward gives the old log-probs (ratio 1), unless the
+            # driver needs them first (KL in the reward)
+            on_policy = is_on_policy(actor.ppo_epochs, len(batch), actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n)
             with timer("old_log_prob", timing):
-                batch.meta_info["calculate_entropy"] = True
-                old = self.actor_rollout_wg.compute_log_prob(batch)
-                entropy = old.batch.pop("entropys")
-                metrics["actor/entropy"] = (entropy * batch.batch["response_mask"]).sum().item() / max(batch.batch["response_mask"].sum().item(), 1)
-                batch.union(old)
-                metrics.update(compute_rollout_probs_diff_metrics(batch))
+                if not on_policy or self.config.algorithm.use_kl_in_reward:
+                    old = self.actor_rollout_wg.compute_log_prob(batch)
+                    entropy = old.batch.pop("entropys", None)
+                    if entropy is not None:
+                        mask = batch.batch["response_mask"]
+                        metrics["actor/entropy"] = (entropy * mask).sum().item() / max(mask.sum().item(), 1)
+                        batch.meta_info["calculate_entropy"] = False  # reported; the update need not recompute it
+                    batch.union(old)
+                    metrics.update(compute_rollout_probs_diff_metrics(batch))
             if self.use_reference:
                 with timer("ref", timing):
                     batch.union(self.ref_policy_wg.compute_ref_log_prob(batch))
