@@ -70,7 +70,9 @@ def test_naive_decodes_prompt_and_valid_response_only(tokenizer, rollout_batch):
     batch = rollout_batch(tokenizer, PROMPTS[:2], RESPONSES[:2], ["a", "b"], TRUTHS[:2])
     NaiveRewardManager(tokenizer, compute_score=spy)(batch)
     # EOS and padding are cut: exactly the response text comes back
-    assert seen == [("a", RESPONSES[0], "5", {"index": 0}), ("b", RESPONSES[1], "100", {"index": 1})]
+    # verl's extra_info: the row's dict plus num_turns and rollout_reward_scores
+    extra = {"num_turns": None, "rollout_reward_scores": {}}
+    assert seen == [("a", RESPONSES[0], "5", {"index": 0, **extra}), ("b", RESPONSES[1], "100", {"index": 1, **extra})]
 
 
 def flaky(data_source, solution_str, ground_truth, extra_info=None):

@@ -1,4 +1,4 @@
-"""Rule scorers on a table of tricky answers, and the data-source dispatch."""
+"""Rule scorers on tables of tricky answers with verl's expected scores, our lenient option, and the dispatch."""
 
 import pytest
 
@@ -6,6 +6,7 @@ from verl.utils.reward_score import (
     UnknownDataSourceError,
     default_compute_score,
     gsm8k,
+    lenient,
     math,
     math_dapo,
     register_scorer,
@@ -13,57 +14,88 @@ from verl.utils.reward_score import (
 )
 
 # ---------------------------------------------------------------------------------------------- gsm8k
+# Expected values are verl's (verl/utils/reward_score/gsm8k.py): "#### " then [-0-9.,]+, compared as a string.
 
 GSM8K_STRICT = [
     ("The total is 10 + 62 = 72.\n#### 72", "72", 1.0),
-    ("#### 1,234", "1234", 1.0),
-    ("so she pays #### $18", "18", 1.0),
-    ("#### $1,000.00", "1000", 1.0),
-    ("The change is #### -5", "-5", 1.0),
-    ("#### -5", "5", 0.0),  # sign matters
-    ("#### 72.", "72", 1.0),  # a sentence-ending period is not a decimal point
-    ("#### 0.50", "0.5", 1.0),
+    ("#### 1,234", "1234", 1.0),  # strict removes commas
+    ("so she pays #### $18", "18", 0.0),  # "$" is not part of the number: no match at all
+    ("#### 72.0", "72", 0.0),  # compared as strings
+    ("#### 72.", "72", 0.0),  # the period is captured
+    ("####72", "72", 0.0),  # "#### " needs its space
+    ("#### -5", "-5", 1.0),
+    ("#### -5", "5", 0.0),
     ("#### 3 #### 4", "4", 1.0),  # the last #### wins
     ("#### 3 #### 4", "3", 0.0),
     ("The answer is 72", "72", 0.0),  # strict needs ####
-    ("#### seventy-two", "72", 0.0),  # no number after ####
+    ("#### seventy-two", "72", 0.0),
     ("", "72", 0.0),
 ]
 
 
 @pytest.mark.parametrize("response,truth,expected", GSM8K_STRICT)
-def test_gsm8k_strict(response, truth, expected):
+def test_gsm8k_strict_matches_verl(response, truth, expected):
     assert gsm8k.compute_score(response, truth) == expected
+    assert default_compute_score("openai/gsm8k", response, truth) == expected
 
 
-def test_gsm8k_flexible_and_format_score():
-    assert gsm8k.compute_score("so the answer is 1,234 apples.", "1234", method="flexible") == 1.0
-    assert gsm8k.compute_score("first 5 then 7", "5", method="flexible") == 0.0  # the last number counts
-    assert gsm8k.compute_score("it costs $-3", "-3", method="flexible") == 1.0
-    # an answer in the right format but wrong gets format_score; no answer at all gets 0
+GSM8K_FLEXIBLE = [
+    ("so the answer is 1,234 apples", "1234", 0.0),  # flexible keeps the comma: "1,234" != "1234"
+    ("so the answer is 1,234 apples", "1,234", 1.0),
+    ("first 5 then 7", "5", 0.0),  # the last number counts
+    ("it costs $-3", "-3", 1.0),
+    ("the answer is 72.", "72", 0.0),  # "72." is captured
+    ("value . and .", ".", 1.0),  # only "." runs: the first one is kept, as verl does
+]
+
+
+@pytest.mark.parametrize("response,truth,expected", GSM8K_FLEXIBLE)
+def test_gsm8k_flexible_matches_verl(response, truth, expected):
+    assert gsm8k.compute_score(response, truth, method="flexible") == expected
+
+
+def test_gsm8k_format_score_and_score():
+    # a wrong answer in the right format gets format_score; no answer at all gets 0
     assert gsm8k.compute_score("#### 71", "72", format_score=0.1) == 0.1
-    assert gsm8k.compute_score("no number", "72", format_score=0.1) == 0.0
+    assert gsm8k.compute_score("#### 72.0", "72", format_score=0.1) == 0.1
+    assert gsm8k.compute_score("no number", "72", format_score=0.1) == 0
     assert gsm8k.compute_score("#### 72", "72", score=2.0) == 2.0
+    assert gsm8k.compute_score("#### 72", 72) == 0.0  # a non-string ground truth never equals the text
 
 
 def test_gsm8k_only_searches_the_tail():
-    # strict extraction looks at the last 300 characters: an early "####" followed by a long text is ignored
     assert gsm8k.extract_solution("#### 5 " + "x" * 400) is None
     assert gsm8k.extract_solution("x" * 400 + " #### 5") == "5"
     with pytest.raises(ValueError, match="strict"):
         gsm8k.extract_solution("#### 5", method="loose")
 
 
-def test_gsm8k_normalize_number():
+GSM8K_LENIENT = [
+    ("so she pays #### $18", "18", 1.0),
+    ("#### $1,000.00", "1000", 1.0),
+    ("#### 72.", "72", 1.0),
+    ("#### 72.0", "72", 1.0),
+    ("####72", "72", 1.0),
+    ("#### -5", "5", 0.0),
+]
+
+
+@pytest.mark.parametrize("response,truth,expected", GSM8K_LENIENT)
+def test_gsm8k_lenient_option(response, truth, expected):
+    assert gsm8k.compute_score_lenient(response, truth) == expected
+    assert lenient.compute_score("openai/gsm8k", response, truth) == expected
+
+
+def test_gsm8k_lenient_normalize_number():
     assert gsm8k.normalize_number("$1,234.50") == "1234.5"
     assert gsm8k.normalize_number("-0") == "0"
-    assert gsm8k.normalize_number("1e3") == "1000"
     assert gsm8k.normalize_number("abc") is None
+    assert gsm8k.compute_score_lenient("so the answer is 1,234 apples.", "1234", method="flexible") == 1.0
     with pytest.raises(ValueError, match="not a number"):
-        gsm8k.compute_score("#### 5", "five")
+        gsm8k.compute_score_lenient("#### 5", "five")
 
 
-# ---------------------------------------------------------------------------------------------- math
+# ---------------------------------------------------------------------------------------------- math (lenient option)
 
 BOXED = [
     ("so \\boxed{5}.", "5"),
@@ -120,13 +152,12 @@ def test_math_compute_score():
     assert math.compute_score("\\boxed{13}", "12") == 0.0
 
 
-def test_math_dapo_returns_dict():
-    right = math_dapo.compute_score("work...\nAnswer: \\frac{1}{2}", "0.5")
+def test_math_dapo_lenient_option():
+    right = math_dapo.compute_score_lenient("work...\nAnswer: \\frac{1}{2}", "0.5")
     assert right == {"score": 1.0, "acc": True, "pred": "\\frac{1}{2}"}
-    wrong = math_dapo.compute_score("Answer: 3", "4")
-    assert wrong["score"] == -1.0 and wrong["acc"] is False and wrong["pred"] == "3"
-    assert math_dapo.compute_score("\\boxed{4}", "4")["acc"] is True
-    assert math_dapo.compute_score("nothing", "4") == {"score": -1.0, "acc": False, "pred": ""}
+    assert math_dapo.compute_score_lenient("\\boxed{4}", "4")["acc"] is True  # a box is enough here
+    assert math_dapo.compute_score_lenient("nothing", "4") == {"score": -1.0, "acc": False, "pred": ""}
+    assert lenient.compute_score("aime2024", "Answer: \\boxed{0.5}", "\\frac12")["score"] == 1.0
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
@@ -137,7 +168,12 @@ def test_default_compute_score_dispatch():
     assert default_compute_score("DigitalLearningGmbH/MATH-lighteval", "\\boxed{3}", "3") == 1.0
     assert default_compute_score("lighteval/MATH", "\\boxed{4}", "3") == 0.0
     assert default_compute_score("aime2024", "Answer: 7", "7")["score"] == 1.0  # prefix match
+    # verl scores "math" with the DAPO scorer: an "Answer:" line, +-1
+    assert default_compute_score("math", "Answer: 7", "7")["score"] == 1.0
+    assert default_compute_score("math", "\\boxed{8}", "7")["score"] == -1.0  # -1, not 0: the DAPO scorer
+    assert default_compute_score("searchR1_nq", "<answer>Paris</answer>", {"target": ["paris"]}) == 1.0
     assert isinstance(default_compute_score("openai/gsm8k", "#### 3", "3"), float)
+    assert isinstance(default_compute_score("openai/gsm8k", "nothing", "3"), float)
 
 
 def test_unknown_data_source_says_how_to_register():

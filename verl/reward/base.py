@@ -49,7 +49,7 @@ class DecodedBatch:
     valid_response_lengths: torch.Tensor  # (B,) int64
     data_sources: list[str]
     ground_truths: list[Any]
-    extra_infos: list[dict | None]
+    extra_infos: list[dict]  # never None: {} plus num_turns and rollout_reward_scores, as verl passes
 
     def __len__(self) -> int:
         return len(self.response_strs)
@@ -100,10 +100,15 @@ def decode_batch(data: DataProto, tokenizer: Any, reward_fn_key: str = "data_sou
         if not isinstance(rm, dict) or "ground_truth" not in rm:
             raise ValueError(f'sample {i}: reward_model must be a dict with "ground_truth", got {rm!r}')
         truths.append(rm["ground_truth"])
-    extras = list(data.non_tensor_batch.get("extra_info", [None] * len(data)))
-    if "__num_turns__" in data.non_tensor_batch:  # multi-turn rollouts report their turn count
-        turns = data.non_tensor_batch["__num_turns__"]
-        extras = [dict(e or {}, num_turns=int(t)) for e, t in zip(extras, turns)]
+    # as verl: a copy of the row's extra_info ({} when absent) with num_turns (None unless a multi-turn rollout
+    # reported it) and rollout_reward_scores (the rollout's "reward_scores", {} when absent)
+    n = len(data)
+    columns = data.non_tensor_batch
+    infos, turns, rollout_scores = (columns.get(k, [None] * n) for k in ("extra_info", "__num_turns__", "reward_scores"))
+    extras = [
+        {**(info or {}), "num_turns": None if t is None else int(t), "rollout_reward_scores": scores or {}}
+        for info, t, scores in zip(infos, turns, rollout_scores)
+    ]
     return DecodedBatch(
         prompt_strs=prompt_strs,
         response_strs=tokenizer.batch_decode(response_ids, skip_special_tokens=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import inspect
 import os
@@ -21,9 +22,23 @@ __all__ = ["CustomRewardFunction", "compute_reward", "get_custom_reward_fn", "lo
 _MODULES: dict[str, ModuleType] = {}
 
 
+PKG_PREFIX, FILE_PREFIX = "pkg://", "file://"
+
+
+def _normalize_path(path: str) -> str:
+    """``pkg://a.b`` (or ``pkg://a/b``) stays a package path; ``file://x.py`` and plain paths become absolute."""
+    if path.startswith(PKG_PREFIX):
+        return PKG_PREFIX + path[len(PKG_PREFIX) :].replace("/", ".")
+    if path.startswith(FILE_PREFIX):
+        path = path[len(FILE_PREFIX) :]
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def _load_module(path: str) -> ModuleType:
-    """Import a Python file once per process (by absolute path)."""
-    path = os.path.abspath(os.path.expanduser(path))
+    """Import a Python file once per process (by absolute path), or an importable module (``pkg://a.b.c``)."""
+    path = _normalize_path(path)
+    if path.startswith(PKG_PREFIX):
+        return importlib.import_module(path[len(PKG_PREFIX) :])
     if path in _MODULES:
         return _MODULES[path]
     if not os.path.isfile(path):
@@ -44,7 +59,8 @@ def _load_module(path: str) -> ModuleType:
 
 
 class CustomRewardFunction:
-    """A user's score function loaded from a file, with ``reward_kwargs`` bound.
+    """A user's score function loaded from a file (or a module, ``pkg://a.b.c`` as in verl), with ``reward_kwargs``
+    bound.
 
     Calls pass through as ``fn(*args, **kwargs, **reward_kwargs)``; an ``async`` function stays async
     (``is_async``). Pickles as ``(path, name, reward_kwargs)`` and reloads the file on the other side, so it
@@ -52,7 +68,7 @@ class CustomRewardFunction:
     """
 
     def __init__(self, path: str, name: str = "compute_score", reward_kwargs: dict[str, Any] | None = None):
-        self.path = os.path.abspath(os.path.expanduser(path))
+        self.path = _normalize_path(path)
         self.name = name
         self.reward_kwargs = dict(reward_kwargs or {})
         self.fn = self._resolve()

@@ -6,7 +6,9 @@ returns a float, or a dict with a ``"score"`` key plus extra fields that the rew
 Add a data source either with :func:`register_scorer` (in the process that scores) or, for training runs,
 with ``custom_reward_function.path=/path/to/file.py custom_reward_function.name=my_fn``.
 
-Standard library only (the code scorer starts subprocesses; nothing heavy is imported).
+Scores equal verl's for every data source both know (see ``docs/preparation/reward_function.md``); our more
+lenient matching is an explicit option, :mod:`verl.utils.reward_score.lenient`. Standard library only (the code
+scorer starts subprocesses; nothing heavy is imported).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from verl.utils.reward_score import code_exec, gsm8k, math, math_dapo
+from verl.utils.reward_score import code_exec, gsm8k, math_dapo, math_reward, search_r1_like_qa_em
 
 __all__ = ["UnknownDataSourceError", "default_compute_score", "register_scorer", "registered_data_sources"]
 
@@ -30,11 +32,15 @@ def _gsm8k(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
 
 
 def _math(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    return math.compute_score(solution_str, ground_truth)
+    return math_reward.compute_score(solution_str, ground_truth)
 
 
 def _math_dapo(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     return math_dapo.compute_score(solution_str, ground_truth)
+
+
+def _search_r1(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    return search_r1_like_qa_em.compute_score(solution_str, ground_truth)
 
 
 def _code(data_source, solution_str, ground_truth, extra_info=None, memory_limit_mb=None, **kwargs):
@@ -44,13 +50,16 @@ def _code(data_source, solution_str, ground_truth, extra_info=None, memory_limit
     return code_exec.compute_score(solution_str, ground_truth, extra_info, **options)
 
 
+_SEARCH_R1 = ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
+
+# verl's table (verl.utils.reward_score.default_compute_score), plus "gsm8k" and "code" as our own aliases
 _EXACT: dict[str, ScoreFn] = {
     "openai/gsm8k": _gsm8k,
     "gsm8k": _gsm8k,
     "lighteval/MATH": _math,
     "DigitalLearningGmbH/MATH-lighteval": _math,
     "HuggingFaceH4/MATH-500": _math,
-    "math": _math,
+    "math": _math_dapo,  # verl scores "math" with the DAPO scorer, not the MATH one
     "math_dapo": _math_dapo,
     "math_dapo_reasoning": _math_dapo,
     "codecontests": _code,
@@ -58,8 +67,16 @@ _EXACT: dict[str, ScoreFn] = {
     "codeforces": _code,
     "taco": _code,
     "code": _code,
+    **{f"searchR1_{name}": _search_r1 for name in _SEARCH_R1},
 }
 _PREFIX: dict[str, ScoreFn] = {"aime": _math_dapo}
+
+# sources verl's default_compute_score knows whose graders need libraries we do not depend on
+_NUMINA = ("aops_forum", "synthetic_math", "amc_aime", "synthetic_amc", "cn_k12", "olympiads")
+_NOT_IMPLEMENTED = {
+    **{f"numina_{name}": "prime_math (a sympy + pylatexenc grader)" for name in _NUMINA},
+    "hiyouga/geometry3k": "geo3k (mathruler's grader)",
+}
 
 
 def register_scorer(
@@ -92,6 +109,11 @@ def _lookup(data_source: str) -> ScoreFn:
     fn = _EXACT.get(data_source)
     if fn is None:
         fn = next((f for p, f in _PREFIX.items() if data_source.startswith(p)), None)
+    if fn is None and data_source in _NOT_IMPLEMENTED:
+        raise UnknownDataSourceError(
+            f"data_source={data_source!r} is scored in verl by {_NOT_IMPLEMENTED[data_source]}, which this library "
+            "does not implement; score it with custom_reward_function.path=/path/to/file.py"
+        )
     if fn is None:
         raise UnknownDataSourceError(
             f"no reward function for data_source={data_source!r}. Known: {registered_data_sources()}. "
@@ -125,6 +147,8 @@ def default_compute_score(
         UnknownDataSourceError: no scorer is registered for ``data_source``; the message says how to add one.
     """
     result = _lookup(str(data_source))(data_source, solution_str, ground_truth, extra_info, **kwargs)
-    if isinstance(result, (bool, int)):
+    if isinstance(result, dict):
+        return result
+    if isinstance(result, (bool, int, float)):
         return float(result)
-    return result
+    return float(result[0])  # a (score, ...) tuple, as verl's scorers may return

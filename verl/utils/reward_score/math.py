@@ -1,4 +1,5 @@
-"""MATH scorer: the last ``\\boxed{...}`` of the response, normalised, compared with the ground truth.
+"""Lenient MATH scorer (our option; verl's exact one is :mod:`verl.utils.reward_score.math_reward`): the last
+``\\boxed{...}`` of the response, normalised, compared with the ground truth.
 
 MATH (Hendrycks et al. 2021, "Measuring Mathematical Problem Solving With the MATH Dataset") solutions put
 the final answer in ``\\boxed{}``. Answers are compared after normalising LaTeX surface differences
