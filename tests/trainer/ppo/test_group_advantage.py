@@ -114,14 +114,29 @@ def test_opo_length_weighted_baseline_by_hand():
     torch.testing.assert_close(per_sample(adv, mask), torch.tensor([0.25, -0.75, 2.0]))
 
 
-def test_gpg_by_hand():
+def test_gpg_by_hand_verl_scale():
+    # verl's alpha = B / #nonzero scores = 5 / 4; group means a: 0.5, b: 1, c (alone): 0
+    index = np.array(["a", "b", "a", "c", "b"], dtype=object)
+    rewards, mask = outcome_batch([1.0, 1.0, 0.0, 2.0, 1.0], [3, 3, 3, 3, 3])
+    adv, ret = compute_gpg_outcome_advantage(rewards, mask, index)
+    torch.testing.assert_close(per_sample(adv, mask), torch.tensor([0.5, 0.0, -0.5, 2.0, 0.0]) * 5 / 4)
+    torch.testing.assert_close(adv, ret)
+    # the scale depends on how wrong answers score: with -1 instead of 0 every score is nonzero
+    rewards_pm, _ = outcome_batch([1.0, 1.0, -1.0, 2.0, 1.0], [3, 3, 3, 3, 3])
+    adv, _ = compute_gpg_outcome_advantage(rewards_pm, mask, index)
+    torch.testing.assert_close(per_sample(adv, mask), torch.tensor([1.0, 0.0, -1.0, 2.0, 0.0]))
+    with pytest.raises(ValueError, match="alpha_from"):
+        compute_gpg_outcome_advantage(rewards, mask, index, alpha_from="paper")
+
+
+def test_gpg_by_hand_informative_groups_option():
     # a: [1, 0] valid; b: [1, 1] all equal -> invalid (M = 2); c alone: valid. alpha = B / (B - M) = 5 / 3
     index = np.array(["a", "b", "a", "c", "b"], dtype=object)
     rewards, mask = outcome_batch([1.0, 1.0, 0.0, 2.0, 1.0], [3, 3, 3, 3, 3])
-    adv, _ = compute_gpg_outcome_advantage(rewards, mask, index)
+    adv, _ = compute_gpg_outcome_advantage(rewards, mask, index, alpha_from="informative_groups")
     alpha = 5 / 3
     torch.testing.assert_close(per_sample(adv, mask), torch.tensor([0.5, 0.0, -0.5, 2.0, 0.0]) * alpha)
-    adv, _ = compute_gpg_outcome_advantage(rewards, mask, index, f_norm=2.0)
+    adv, _ = compute_gpg_outcome_advantage(rewards, mask, index, f_norm=2.0, alpha_from="informative_groups")
     torch.testing.assert_close(per_sample(adv, mask), torch.tensor([0.5, 0.0, -0.5, 2.0, 0.0]) * alpha / 2)
 
 
@@ -129,5 +144,5 @@ def test_gpg_all_equal_floats_count_as_invalid():
     # 0.1 + 0.1 + 0.1 is not exactly 3 * 0.1: the all-equal test must not depend on a rounded std
     index = np.array(["a", "a", "a", "b", "b"], dtype=object)
     rewards, mask = outcome_batch([0.1, 0.1, 0.1, 1.0, 0.0], [3] * 5)
-    adv, _ = compute_gpg_outcome_advantage(rewards, mask, index)
+    adv, _ = compute_gpg_outcome_advantage(rewards, mask, index, alpha_from="informative_groups")
     torch.testing.assert_close(per_sample(adv, mask), torch.tensor([0.0, 0.0, 0.0, 0.5, -0.5]) * 5 / 2, atol=1e-6, rtol=0)

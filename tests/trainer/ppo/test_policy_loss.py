@@ -56,8 +56,9 @@ def test_bad_numbers_are_clear_errors():
         compute_policy_loss(old, lp, adv, mask, loss_agg_mode="sum")
     with pytest.raises(ValueError, match="batch, response_len"):
         compute_policy_loss(old, lp, adv[:, :0], mask)
-    with pytest.raises(TypeError, match="pass loss_agg_mode by keyword"):
-        get_policy_loss_fn("gpg")(old, lp, adv, mask, "seq-mean-token-mean")  # verl's positional order
+    # verl's positional order is verl's convention: (loss, metrics), not a misplaced cliprange
+    loss, metrics = get_policy_loss_fn("gpg")(old, lp, adv, mask, "seq-mean-token-mean")
+    assert set(metrics) == {"actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower"}
 
 
 def test_extreme_log_ratio_stays_finite():

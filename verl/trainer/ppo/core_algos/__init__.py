@@ -5,8 +5,8 @@ given by ``index`` (their uids). No config objects, no Ray, no collectives, and 
 training hot path (policy/value/entropy losses, aggregation): data-parallel denominators are arguments.
 
 Modules, by concern: :mod:`advantage` (registry, GAE, REINFORCE++, ReMax), :mod:`group_advantage`
-(GRPO, pass@k, RLOO, REINFORCE++-baseline, OPO, GPG), :mod:`policy_loss` and :mod:`policy_loss_cov`
-(registry and losses), :mod:`value_loss`, :mod:`kl`, :mod:`aggregation`, :mod:`entropy`,
+(GRPO, pass@k, RLOO, REINFORCE++-baseline, OPO, GPG), :mod:`loss_contract` (the policy-loss registry, callable in verl's
+convention and the keyword one), :mod:`policy_loss` and :mod:`policy_loss_cov` (the losses), :mod:`value_loss`, :mod:`kl`, :mod:`aggregation`, :mod:`entropy`,
 :mod:`reward_shaping`, :mod:`importance`, :mod:`masked`. Importing this package registers every built-in.
 """
 
@@ -15,6 +15,7 @@ from verl.trainer.ppo.core_algos.advantage import (
     AdvantageEstimator,
     call_adv_estimator,
     compute_gae_advantage_return,
+    config_value,
     compute_reinforce_plus_plus_outcome_advantage,
     compute_remax_outcome_advantage,
     get_adv_estimator_fn,
@@ -32,6 +33,7 @@ from verl.trainer.ppo.core_algos.group_advantage import (
     group_ids_from_index,
 )
 from verl.trainer.ppo.core_algos.importance import compute_tis_weights
+from verl.trainer.ppo.core_algos.loss_contract import ActorLossConfig, PolicyLoss, PolicyLossOptions
 from verl.trainer.ppo.core_algos.kl import (
     KL_PENALTY_TYPES,
     AdaptiveKLController,
@@ -65,15 +67,19 @@ __all__ = [
     "LOSS_AGG_MODES",
     "POLICY_LOSS_PARAMS",
     "POLICY_LOSS_REGISTRY",
+    "ActorLossConfig",
     "AdaptiveKLController",
     "AdvantageEstimator",
     "FixedKLController",
+    "PolicyLoss",
+    "PolicyLossOptions",
     "agg_loss",
     "agg_loss_counts",
     "apply_kl_penalty",
     "apply_overlong_penalty",
     "call_adv_estimator",
     "compute_entropy_loss",
+    "config_value",
     "compute_gae_advantage_return",
     "compute_gpg_outcome_advantage",
     "compute_grpo_outcome_advantage",

@@ -20,6 +20,7 @@ __all__ = [
     "ADV_ESTIMATOR_REGISTRY",
     "AdvantageEstimator",
     "call_adv_estimator",
+    "config_value",
     "compute_gae_advantage_return",
     "compute_reinforce_plus_plus_outcome_advantage",
     "compute_remax_outcome_advantage",
@@ -81,19 +82,66 @@ def get_adv_estimator_fn(name: str | AdvantageEstimator) -> Callable[..., tuple[
     return ADV_ESTIMATOR_REGISTRY[key]
 
 
+def config_value(config: Any, key: str, default: Any = None) -> Any:
+    """``config.key`` for a dataclass, a mapping (``DictConfig``, ``dict``) or ``None`` (-> ``default``)."""
+    if config is None:
+        return default
+    if isinstance(config, dict):
+        return config.get(key, default)
+    return getattr(config, key, default)
+
+
+class AlgoConfigView:
+    """The ``config`` a verl-style estimator receives: attribute access plus ``get``/``[]`` over any config
+    object (our dataclass, a dict, a ``DictConfig``), so ``config.gamma`` and ``config.get("x", d)`` both work."""
+
+    def __init__(self, config: Any):
+        object.__setattr__(self, "_config", config)
+
+    def __getattr__(self, key: str) -> Any:
+        config = object.__getattribute__(self, "_config")
+        if isinstance(config, dict):
+            if key not in config:
+                raise AttributeError(key)
+            return config[key]
+        return getattr(config, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return config_value(object.__getattribute__(self, "_config"), key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__getattr__(key)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def __repr__(self) -> str:
+        return f"AlgoConfigView({object.__getattribute__(self, '_config')!r})"
+
+
+_MISSING = object()
+
+
 def call_adv_estimator(name: str | AdvantageEstimator, **available: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Call estimator ``name`` with the arguments it declares, picked from ``available``.
 
     The driver passes everything it has (``token_level_rewards``, ``response_mask``, ``values``, ``index``,
-    ``reward_baselines``, ``gamma``, ``lam``, ``norm_adv_by_std_in_grpo``, ...) and each estimator takes
-    what its signature names (all of it when it has ``**kwargs``). A required argument that is not
-    available is an error naming it.
+    ``reward_baselines``, ``gamma``, ``lam``, ``norm_adv_by_std_in_grpo``, ``config``, ...) and each estimator
+    takes what its signature names (all of it when it has ``**kwargs``). An estimator that declares ``config``
+    (verl's plug-in contract) gets the algorithm config: ``available["config"]`` when given, else one made of
+    ``gamma``, ``lam`` and ``norm_adv_by_std_in_grpo``; either way wrapped in :class:`AlgoConfigView`. A required
+    argument that is not available is an error naming it.
     """
     fn = get_adv_estimator_fn(name)
     params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return fn(**available)
-    kwargs = {k: v for k, v in available.items() if k in params}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "config" in params or takes_any:
+        config = available.get("config")
+        if config is None:
+            config = {k: available[k] for k in ("gamma", "lam", "norm_adv_by_std_in_grpo") if k in available}
+            config["adv_estimator"] = _name_of(name)
+        available = {**available, "config": AlgoConfigView(config)}
+    kwargs = available if takes_any else {k: v for k, v in available.items() if k in params}
     missing = [
         k
         for k, p in params.items()
@@ -117,8 +165,10 @@ def compute_gae_advantage_return(
     token_level_rewards: torch.Tensor,
     values: torch.Tensor,
     response_mask: torch.Tensor,
-    gamma: float,
-    lam: float,
+    gamma: float | None = None,
+    lam: float | None = None,
+    config: Any = None,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised Advantage Estimation (Schulman et al. 2016, arXiv:1506.02438), as used by PPO for LLMs.
 
@@ -131,12 +181,14 @@ def compute_gae_advantage_return(
         token_level_rewards: ``(B, T)``.
         values: ``(B, T)`` critic values.
         response_mask: ``(B, T)``.
-        gamma: discount factor (``algorithm.gamma``).
-        lam: GAE lambda (``algorithm.lam``).
+        gamma: discount factor (``algorithm.gamma``); taken from ``config`` when not given.
+        lam: GAE lambda (``algorithm.lam``); taken from ``config`` when not given.
 
     Returns:
         ``(advantages, returns)``, both ``(B, T)``, zero where the mask is 0.
     """
+    gamma = config_value(config, "gamma", 1.0) if gamma is None else gamma
+    lam = config_value(config, "lam", 1.0) if lam is None else lam
     _check_2d(token_level_rewards=token_level_rewards, values=values, response_mask=response_mask)
     with torch.no_grad():
         mask = response_mask.to(values.dtype)
@@ -157,7 +209,11 @@ def compute_gae_advantage_return(
 
 @register_adv_est(AdvantageEstimator.REINFORCE_PLUS_PLUS)
 def compute_reinforce_plus_plus_outcome_advantage(
-    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, gamma: float = 1.0
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    config: Any = None,
+    gamma: float | None = None,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """REINFORCE++ (Hu 2025, arXiv:2501.03262): discounted return-to-go, whitened over the whole batch.
 
@@ -168,11 +224,19 @@ def compute_reinforce_plus_plus_outcome_advantage(
     Args:
         token_level_rewards: ``(B, T)`` (usually ``scores - beta * KL`` per token, reward on the last token).
         response_mask: ``(B, T)``.
-        gamma: discount factor (``algorithm.gamma``).
+        config: the algorithm config (verl's contract): ``config.gamma`` is the discount factor.
+        gamma: the discount factor directly, when no ``config`` is given (default 1.0).
 
     Returns:
         ``(advantages, returns)``, both ``(B, T)``, zero where the mask is 0.
     """
+    if isinstance(config, (int, float)):
+        raise TypeError("the 3rd argument of compute_reinforce_plus_plus_outcome_advantage is config (verl's order); "
+                        "pass gamma by keyword")  # fmt: skip
+    if config is not None:
+        gamma = config_value(config, "gamma", 1.0 if gamma is None else gamma)
+    elif gamma is None:
+        gamma = 1.0
     _check_2d(token_level_rewards=token_level_rewards, response_mask=response_mask)
     with torch.no_grad():
         mask = response_mask.to(token_level_rewards.dtype)
@@ -189,7 +253,11 @@ def compute_reinforce_plus_plus_outcome_advantage(
 
 @register_adv_est(AdvantageEstimator.REMAX)
 def compute_remax_outcome_advantage(
-    token_level_rewards: torch.Tensor, reward_baselines: torch.Tensor, response_mask: torch.Tensor
+    token_level_rewards: torch.Tensor,
+    reward_baselines: torch.Tensor,
+    response_mask: torch.Tensor,
+    config: Any = None,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ReMax (Li et al. 2023, arXiv:2310.10505): the reward of the greedy response is the baseline.
 

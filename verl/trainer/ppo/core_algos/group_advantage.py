@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from verl.trainer.ppo.core_algos.advantage import AdvantageEstimator, register_adv_est
+from verl.trainer.ppo.core_algos.advantage import AdvantageEstimator, config_value, register_adv_est
 from verl.trainer.ppo.core_algos.masked import masked_whiten
 
 __all__ = [
@@ -102,6 +102,7 @@ def compute_grpo_outcome_advantage(
     index: Any,
     epsilon: float = 1e-6,
     norm_adv_by_std_in_grpo: bool = True,
+    config: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GRPO (Shao et al. 2024, DeepSeekMath, arXiv:2402.03300): ``A_i = (r_i - mean_g) / (std_g + eps)``.
 
@@ -133,6 +134,8 @@ def compute_grpo_passk_outcome_advantage(
     index: Any,
     epsilon: float = 1e-6,
     norm_adv_by_std_in_grpo: bool = True,
+    config: Any = None,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pass@k-style advantage: only the best sample of each group learns, from its margin over the runner-up.
 
@@ -145,10 +148,13 @@ def compute_grpo_passk_outcome_advantage(
     Args:
         token_level_rewards, response_mask: ``(B, T)``.
         index: ``(B,)`` uids.
+        config: the algorithm config; as in verl, its ``norm_adv_by_std_in_grpo`` (default True) wins.
 
     Returns:
         ``(advantages, returns)``, equal, ``(B, T)``.
     """
+    if config is not None:
+        norm_adv_by_std_in_grpo = config_value(config, "norm_adv_by_std_in_grpo", True)
     with torch.no_grad():
         scores = _outcome_scores(token_level_rewards, response_mask)
         groups = _Groups(index, scores)
@@ -179,7 +185,7 @@ def compute_grpo_passk_outcome_advantage(
 
 @register_adv_est(AdvantageEstimator.RLOO)
 def compute_rloo_outcome_advantage(
-    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any
+    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any = None, **kwargs: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RLOO (Kool et al. 2019; Ahmadian et al. 2024, arXiv:2402.14740): leave-one-out baseline.
 
@@ -200,7 +206,7 @@ def compute_rloo_outcome_advantage(
 
 @register_adv_est(AdvantageEstimator.REINFORCE_PLUS_PLUS_BASELINE)
 def compute_reinforce_plus_plus_baseline_outcome_advantage(
-    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any
+    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any = None, **kwargs: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """REINFORCE++-baseline (Hu 2025, arXiv:2501.03262): group-mean baseline, then batch whitening.
 
@@ -221,7 +227,7 @@ def compute_reinforce_plus_plus_baseline_outcome_advantage(
 
 @register_adv_est(AdvantageEstimator.OPO)
 def compute_opo_outcome_advantage(
-    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any
+    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any, config: Any = None, **kwargs: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """OPO (Hao et al. 2025, "On-Policy RL with Optimal Reward Baseline", arXiv:2505.23585).
 
@@ -241,32 +247,49 @@ def compute_opo_outcome_advantage(
         return _broadcast(scores - baseline[groups.ids], response_mask)
 
 
+GPG_ALPHA_MODES = ("nonzero_scores", "informative_groups")
+
+
 @register_adv_est(AdvantageEstimator.GPG)
 def compute_gpg_outcome_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
     index: Any,
+    epsilon: float = 1e-6,
     f_norm: float = 1.0,
+    alpha: float = 1.0,
+    config: Any = None,
+    alpha_from: str = "nonzero_scores",
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GPG (Chu et al. 2025, "GPG: A Simple and Strong RL Baseline for Model Reasoning", arXiv:2504.02546).
 
-    ``A_i = alpha * (r_i - mean_g) / F_norm`` with ``alpha = B / (B - M)``: ``M`` counts the samples whose
-    group has all-equal scores (their advantage is 0, so they carry no gradient); ``alpha`` rescales the
-    batch so the valid samples keep the full gradient magnitude (``alpha = 1`` when ``M == 0``; when
-    every sample is invalid all advantages are 0 anyway). A group of one has baseline 0 and counts as valid.
+    ``A_i = alpha * (r_i - mean_g) / F_norm`` (a group of one has baseline 0). The batch scale ``alpha``:
+
+    - ``alpha_from="nonzero_scores"`` (verl's, the default): ``alpha = B / max(#{i: r_i != 0}, 1)``.
+    - ``alpha_from="informative_groups"`` (our option, the paper's intent): ``alpha = B / (B - M)`` where ``M``
+      counts the samples whose group (of two or more) has all-equal scores, which carry no gradient; so the
+      informative samples keep the full gradient magnitude whatever the reward scale (verl's count depends on
+      whether a wrong answer scores 0 or -1).
 
     Args:
         f_norm: the constant ``F_norm`` (the paper uses 1).
+        epsilon, alpha, config: accepted for verl's signature; ``alpha`` is always computed as above.
 
     Returns:
         ``(advantages, returns)``, equal, ``(B, T)``.
     """
+    if alpha_from not in GPG_ALPHA_MODES:
+        raise ValueError(f"alpha_from must be one of {GPG_ALPHA_MODES}, got {alpha_from!r}")
     with torch.no_grad():
         scores = _outcome_scores(token_level_rewards, response_mask)
         groups = _Groups(index, scores)
         mean, _ = groups.mean_std(scores)
-        all_equal = groups.reduce(scores, "amax") == groups.reduce(scores, "amin")  # (G,)
-        invalid = (all_equal & (groups.sizes > 1))[groups.ids].to(scores.dtype)  # (B,)
         batch = float(scores.shape[0])
-        alpha = batch / (batch - invalid.sum()).clamp(min=1)
-        return _broadcast(alpha * (scores - mean) / f_norm, response_mask)
+        if alpha_from == "nonzero_scores":
+            alpha_t = batch / torch.count_nonzero(scores).clamp(min=1)
+        else:
+            all_equal = groups.reduce(scores, "amax") == groups.reduce(scores, "amin")  # (G,)
+            invalid = (all_equal & (groups.sizes > 1))[groups.ids].to(scores.dtype)  # (B,)
+            alpha_t = batch / (batch - invalid.sum()).clamp(min=1)
+        return _broadcast(alpha_t * (scores - mean) / f_norm, response_mask)

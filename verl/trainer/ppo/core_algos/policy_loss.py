@@ -1,6 +1,8 @@
-"""Policy-gradient losses: the registry, the shared signature, and PPO, GSPO, GPG, GMPO, CISPO.
+"""Policy-gradient losses: PPO, GSPO, GPG, GMPO, CISPO, written in the keyword convention.
 
-Every registered loss has the SAME signature, so the actor calls any of them by name with numbers only::
+The registry (:mod:`loss_contract`) makes every loss callable in verl's convention too
+(``fn(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config, rollout_is_weights)`` ->
+``(loss, metrics)``). The keyword convention, which the actor uses, is the same for all::
 
     fn = get_policy_loss_fn(loss_mode)   # actor_rollout_ref.actor.policy_loss.loss_mode
     pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower = fn(
@@ -19,12 +21,15 @@ valid tokens; nothing here calls ``.item()``.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-
 import torch
 
 from verl.trainer.ppo.core_algos.aggregation import Count, agg_loss, check_loss_agg_mode
+from verl.trainer.ppo.core_algos.loss_contract import (
+    POLICY_LOSS_PARAMS,
+    POLICY_LOSS_REGISTRY,
+    get_policy_loss_fn,
+    register_policy_loss,
+)
 from verl.trainer.ppo.core_algos.masked import masked_mean
 
 __all__ = [
@@ -42,55 +47,8 @@ __all__ = [
 
 PolicyLossOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-#: ``{name: loss}``; plug-ins are added with :func:`register_policy_loss`.
-POLICY_LOSS_REGISTRY: dict[str, Callable[..., PolicyLossOutput]] = {}
-
-#: The parameter names every registered policy loss accepts (the signature of :func:`compute_policy_loss`).
-POLICY_LOSS_PARAMS = (
-    "old_log_prob", "log_prob", "advantages", "response_mask",
-    "cliprange", "cliprange_low", "cliprange_high", "clip_ratio_c", "loss_agg_mode",
-    "clip_cov_ratio", "clip_cov_lb", "clip_cov_ub", "kl_cov_ratio", "ppo_kl_coef",
-    "rollout_is_weights", "global_num_tokens", "global_num_seqs", "loss_scale_factor",
-)  # fmt: skip
-
 # log-ratios are clamped before exp() so one wild token cannot overflow the ratio
 LOG_RATIO_CLAMP = 20.0
-
-
-def register_policy_loss(name: str) -> Callable:
-    """Decorator registering a policy loss under ``name``.
-
-    The function must accept every name in :data:`POLICY_LOSS_PARAMS` (copy the signature of
-    :func:`compute_policy_loss`, or take ``**kwargs``) and return ``(pg_loss, pg_clipfrac, ppo_kl,
-    pg_clipfrac_lower)``. Registering a different function under a taken name is an error.
-    """
-
-    def decorator(fn: Callable) -> Callable:
-        params = inspect.signature(fn).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        missing = [] if takes_any else [p for p in POLICY_LOSS_PARAMS if p not in params]
-        if missing:
-            raise TypeError(
-                f"policy loss {name!r} ({fn.__qualname__}) does not accept {missing}; every policy loss takes "
-                "the signature of compute_policy_loss (or **kwargs) so the actor can call any of them by name"
-            )
-        existing = POLICY_LOSS_REGISTRY.get(name)
-        if existing is not None and existing is not fn:
-            raise ValueError(f"policy loss {name!r} is already registered as {existing.__qualname__}; pick another name")
-        POLICY_LOSS_REGISTRY[name] = fn
-        return fn
-
-    return decorator
-
-
-def get_policy_loss_fn(name: str) -> Callable[..., PolicyLossOutput]:
-    """The policy loss registered under ``name``; an unknown name raises, listing the known ones."""
-    if name not in POLICY_LOSS_REGISTRY:
-        raise ValueError(
-            f"unknown policy loss {name!r}; known: {sorted(POLICY_LOSS_REGISTRY)}. "
-            "Register your own with @register_policy_loss(name)."
-        )
-    return POLICY_LOSS_REGISTRY[name]
 
 
 def check_inputs(

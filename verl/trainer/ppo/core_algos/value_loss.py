@@ -17,10 +17,13 @@ def compute_value_loss(
     response_mask: torch.Tensor,
     cliprange_value: float,
     loss_agg_mode: str = "token-mean",
+    dp_size: int = 1,
+    batch_num_tokens: Count | None = None,
+    global_batch_size: Count | None = None,
+    loss_scale_factor: float | None = None,
     *,
     global_num_tokens: Count | None = None,
     global_num_seqs: Count | None = None,
-    loss_scale_factor: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped value loss (Schulman et al. 2017, arXiv:1707.06347; as in OpenAI baselines' ppo2).
 
@@ -34,7 +37,8 @@ def compute_value_loss(
         values: ``(B, T)`` the critic's predictions at rollout time.
         response_mask: ``(B, T)``.
         cliprange_value: ``eps_v`` (config key ``critic.cliprange_value``).
-        loss_agg_mode, global_num_tokens, global_num_seqs, loss_scale_factor: see :func:`agg_loss`.
+        loss_agg_mode, dp_size, batch_num_tokens, global_batch_size, loss_scale_factor, global_num_tokens,
+            global_num_seqs: see :func:`agg_loss` (verl's argument order).
 
     Returns:
         ``(vf_loss, vf_clipfrac)``: the loss and the fraction of tokens where the clipped error is used.
@@ -50,9 +54,12 @@ def compute_value_loss(
         vf_losses,
         response_mask,
         loss_agg_mode,
+        dp_size,
+        batch_num_tokens,
+        global_batch_size,
+        loss_scale_factor,
         global_num_tokens=global_num_tokens,
         global_num_seqs=global_num_seqs,
-        loss_scale_factor=loss_scale_factor,
     )
     vf_clipfrac = masked_mean((err_clipped > err).float(), response_mask)
     return vf_loss, vf_clipfrac
