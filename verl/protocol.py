@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DataProto", "DataProtoItem", "TensorBatch", "to_object_array"]
+__all__ = ["DataProto", "DataProtoItem", "TensorBatch", "pad_dataproto_to_divisor", "to_object_array", "unpad_dataproto"]
 
 Index = int | slice | Sequence[int] | np.ndarray | torch.Tensor
 
@@ -448,3 +448,22 @@ def _values_equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:
         return a is b
+
+
+def pad_dataproto_to_divisor(data: DataProto, size_divisor: int) -> tuple[DataProto, int]:
+    """``(padded, pad_size)``: ``data`` followed by copies of its first rows (cycling) so that its length is a
+    multiple of ``size_divisor`` (verl's helper; undo with :func:`unpad_dataproto`)."""
+    if size_divisor < 1:
+        raise ValueError(f"size_divisor must be >= 1, got {size_divisor}")
+    pad_size = (-len(data)) % size_divisor
+    if pad_size == 0:
+        return data, 0
+    if len(data) == 0:
+        raise ValueError("cannot pad an empty DataProto")
+    rows = [i % len(data) for i in range(pad_size)]
+    return DataProto.concat([data, data[rows]]), pad_size
+
+
+def unpad_dataproto(data: DataProto, pad_size: int) -> DataProto:
+    """``data`` without its last ``pad_size`` rows (the padding :func:`pad_dataproto_to_divisor` added)."""
+    return data[: len(data) - pad_size] if pad_size else data

@@ -23,7 +23,11 @@ from verl.trainer.config import (
 )
 from verl.utils.config import ConfigError
 
-__all__ = ["main", "run_ppo", "start_ray"]
+# verl's names for the dataset and sampler builders (implemented in verl.data)
+from verl.data.rl_dataset import create_rl_dataset
+from verl.data.sampler import create_rl_sampler
+
+__all__ = ["create_rl_dataset", "create_rl_sampler", "main", "run_ppo", "start_ray"]
 
 
 def start_ray(config: PPOConfig) -> bool:

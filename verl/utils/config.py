@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "from_mapping", "to_dict", "field_docs", "iter_fields", "plain_mapping"]
+__all__ = ["ConfigError", "from_mapping", "to_dict", "field_docs", "iter_fields", "omega_conf_to_dataclass", "plain_mapping"]
 
 T = TypeVar("T")
 
@@ -178,3 +178,26 @@ def iter_fields(obj_or_cls: Any, prefix: str = ""):
             yield from iter_fields(value, prefix=f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}", value, docs.get(f.name, "")
+
+
+def omega_conf_to_dataclass(config: Any, dataclass_type: type[T] | None = None) -> T | Any:
+    """verl's converter: a mapping (``DictConfig`` or ``dict``) as an instance of ``dataclass_type``, or of the
+    class named by its ``_target_`` key (``"package.module.Class"``) when no type is given.
+
+    A dataclass instance is returned as it is; a mapping with neither a type nor ``_target_`` comes back as a
+    plain dict. Keys are checked as in :func:`from_mapping` (an unknown key raises :class:`ConfigError`).
+    """
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return config
+    values = plain_mapping(config)
+    target = values.pop("_target_", None)
+    if dataclass_type is None:
+        if not target:
+            return values
+        module_name, _, class_name = str(target).rpartition(".")
+        import importlib
+
+        dataclass_type = getattr(importlib.import_module(module_name), class_name)
+    if "_target_" in {f.name for f in dataclasses.fields(dataclass_type)} and target:
+        values["_target_"] = target
+    return from_mapping(dataclass_type, values)

@@ -18,7 +18,11 @@ from verl.trainer.config.validate import (
     world_size,
 )
 
+#: verl's name for the ``algorithm`` section's config.
+AlgoConfig = AlgorithmConfig
+
 __all__ = [
+    "AlgoConfig",
     "AlgorithmConfig",
     "FilterGroupsConfig",
     "KLControlConfig",

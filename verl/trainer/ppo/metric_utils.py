@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,7 +12,10 @@ import torch
 from verl.protocol import DataProto
 
 __all__ = [
+    "bootstrap_metric",
+    "calc_maj_val",
     "compute_data_metrics",
+    "compute_throughout_metrics",
     "compute_throughput_metrics",
     "compute_timing_metrics",
     "process_validation_metrics",
@@ -115,3 +119,30 @@ def process_validation_metrics(data_sources: Sequence[str], uids: Sequence[str],
                     maj.append(float(np.mean([scores_arr[i] for i in idx if preds[i] == top])))
                 metrics[f"val-core/{src}/reward/maj@{n}"] = float(np.mean(maj))
     return metrics
+
+
+#: verl's (misspelled) name for :func:`compute_throughput_metrics`.
+compute_throughout_metrics = compute_throughput_metrics
+
+
+def bootstrap_metric(data: Sequence[Any], subset_size: int, reduce_fns: Sequence[Callable[[np.ndarray], float]],
+                     n_bootstrap: int = 1000, seed: int = 42) -> list[tuple[float, float]]:  # fmt: skip
+    """``[(mean, std)]`` of each ``reduce_fn`` over ``n_bootstrap`` resamples (with replacement) of
+    ``subset_size`` items; the same numbers as verl for the same ``seed`` (it seeds numpy's global RNG, as verl)."""
+    np.random.seed(seed)
+    items = np.array(data, dtype=object)
+    idx = np.random.choice(len(items), size=(n_bootstrap, subset_size), replace=True)  # (n_bootstrap, subset)
+    out = []
+    for fn in reduce_fns:
+        values = np.array([fn(items[row]) for row in idx], dtype=np.float64)
+        out.append((float(values.mean()), float(values.std())))
+    return out
+
+
+def calc_maj_val(data: Sequence[dict[str, Any]], vote_key: str, val_key: str) -> Any:
+    """The ``val_key`` of the first item whose ``vote_key`` is the most common one (ties: first seen)."""
+    votes: dict[Any, list[Any]] = defaultdict(list)
+    for item in data:
+        votes[item[vote_key]].append(item[val_key])
+    winner = max(votes, key=lambda v: len(votes[v]))
+    return votes[winner][0]

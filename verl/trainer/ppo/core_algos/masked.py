@@ -19,21 +19,23 @@ def _check_same_shape(values: torch.Tensor, mask: torch.Tensor, what: str) -> No
         )
 
 
-def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None, *, axis: int | None = None) -> torch.Tensor:
     """Sum of ``values * mask``; positions where ``mask == 0`` contribute exactly 0 (even if inf/nan there).
 
     Args:
         values: ``(B, T)`` (any shape).
         mask: same shape as ``values``; a float mask acts as per-element weights.
-        dim: reduce over this dim, or over everything when ``None``.
+        dim: reduce over this dim, or over everything when ``None`` (``axis`` is verl's name for it).
     """
+    dim = axis if dim is None else dim
     _check_same_shape(values, mask, "masked_sum")
     weighted = torch.where(mask != 0, values * mask.to(values.dtype), torch.zeros_like(values))
     return weighted.sum() if dim is None else weighted.sum(dim=dim)
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``values`` over valid positions; 0 where there is none (no division by zero)."""
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None, *, axis: int | None = None) -> torch.Tensor:
+    """Mean of ``values`` over valid positions; 0 where there is none (no division by zero). ``axis`` = ``dim``."""
+    dim = axis if dim is None else dim
     count = mask.to(values.dtype).sum() if dim is None else mask.to(values.dtype).sum(dim=dim)
     return masked_sum(values, mask, dim) / count.clamp(min=1e-8)
 
