@@ -5,6 +5,9 @@ minutes on 2 CPU cores; ``--device cuda --hidden_size 512 --num_layers 8`` scale
 
     python examples/quickstart/run_quickstart.py [--out_dir quickstart_out] [--grpo_steps 80] [--device cpu]
     python examples/quickstart/run_quickstart.py --reuse_sft --rollout vllm   # GRPO again, with vLLM rollouts
+
+GRPO runs in local mode (one process, no Ray: ``trainer.execution_mode=local``), so its first step finishes a few
+seconds after the command starts; the summary says how many (``--execution_mode ray`` runs it on Ray instead).
 """
 
 from __future__ import annotations
@@ -41,11 +44,18 @@ def read_jsonl(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def summarize(out: str, grpo_dir: str, sft_dir: str, timings: dict[str, float]) -> dict:
+def seconds_to_first_step(records: list[dict], started: float) -> float:
+    """From the command's start to the first finished training step (its ``metrics.jsonl`` record's time)."""
+    first = next(r for r in records if r["step"] >= 1)
+    return round(first["time"] - started, 1)
+
+
+def summarize(out: str, grpo_dir: str, sft_dir: str, timings: dict[str, float], grpo_started: float,
+              execution_mode: str) -> dict:
     from verl.utils.tracking import plot_metrics
 
     acc_key = "val-core/openai/gsm8k/reward/mean@1"
-    suffix = os.path.basename(grpo_dir).removeprefix("grpo")  # "" for the native engine, "_vllm", "_hf"
+    suffix = os.path.basename(grpo_dir).removeprefix("grpo")  # "" for the native engine, "_vllm", "_hf", "_ray"
     records = read_jsonl(os.path.join(grpo_dir, "metrics.jsonl"))
     val = [(r["step"], r[acc_key]) for r in records if acc_key in r]
     rewards = [r["critic/score/mean"] for r in records if "critic/score/mean" in r]
@@ -57,6 +67,8 @@ def summarize(out: str, grpo_dir: str, sft_dir: str, timings: dict[str, float]) 
         "train_reward_first_5_steps": sum(rewards[:5]) / max(len(rewards[:5]), 1),
         "train_reward_last_5_steps": sum(rewards[-5:]) / max(len(rewards[-5:]), 1),
         "seconds_per_phase": {k: round(v, 1) for k, v in timings.items()},
+        "execution_mode": execution_mode,
+        "seconds_to_first_grpo_step": seconds_to_first_step(records, grpo_started),
         "grpo_checkpoint": os.path.join(grpo_dir, f"global_step_{val[-1][0]}", "actor"),
         "sft_model": sft_dir,
         "metrics": os.path.join(grpo_dir, "metrics.jsonl"),
@@ -72,6 +84,8 @@ def summarize(out: str, grpo_dir: str, sft_dir: str, timings: dict[str, float]) 
           f"{summary['train_reward_last_5_steps']:.3f}")
     for phase, seconds in timings.items():
         print(f"  {phase:<12} {seconds:6.0f}s")
+    print(f"GRPO's first step finished {summary['seconds_to_first_grpo_step']:.1f}s after its command started "
+          f"({execution_mode} mode)")
     print(f"checkpoint: {summary['grpo_checkpoint']}\nlogs:       {summary['metrics']}\nplot:       {plot}")
     return summary
 
@@ -110,12 +124,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rollout", default="native", choices=["native", "vllm", "hf"],
                    help="GRPO's rollout engine (vllm needs vLLM installed; make setup does it on Linux x86-64)")
+    p.add_argument("--execution_mode", default="local", choices=["local", "ray"],
+                   help="GRPO in this process without Ray (local), or on worker processes started by Ray")
     p.add_argument("--reuse_sft", action="store_true",
                    help="reuse the task and SFT model already in --out_dir: run GRPO only (e.g. with another engine)")
     args = p.parse_args(argv)
 
     out = os.path.abspath(args.out_dir)
-    grpo_dir = "grpo" if args.rollout == "native" else f"grpo_{args.rollout}"
+    grpo_dir = ("grpo" if args.rollout == "native" else f"grpo_{args.rollout}") + (
+        "_ray" if args.execution_mode == "ray" else "")
     data, base, sft, grpo = (os.path.join(out, d) for d in ("data", "base_model", "sft", grpo_dir))
     sft_model = os.path.join(sft, f"global_step_{args.sft_steps}", "huggingface")
     timings: dict[str, float] = {}
@@ -125,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     elif not os.path.isdir(sft_model):
         p.error(f"--reuse_sft: no SFT model at {sft_model}; run once without it (same --sft_steps)")
     # GRPO from the SFT model, rewarded by the GSM8K rule scorer against the true sums
+    grpo_started = time.time()
     run("GRPO", [sys.executable, "-m", "verl.trainer.main_ppo", "algorithm.adv_estimator=grpo",
                  f"data.train_files={data}/train.parquet", f"data.val_files={data}/test.parquet",
                  "data.train_batch_size=32", "data.max_prompt_length=64", "data.max_response_length=8",
@@ -136,12 +154,12 @@ def main(argv: list[str] | None = None) -> dict:
                  "actor_rollout_ref.rollout.dtype=" + ("float32" if args.device == "cpu" else "bfloat16"),
                  "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=256",
                  f"trainer.device={args.device}", "trainer.n_gpus_per_node=1",
-                 f"trainer.total_training_steps={args.grpo_steps}", f"trainer.test_freq={args.test_freq}",
+                 f"trainer.execution_mode={args.execution_mode}", f"trainer.total_training_steps={args.grpo_steps}", f"trainer.test_freq={args.test_freq}",
                  f"trainer.save_freq={args.grpo_steps}", f"trainer.seed={args.seed}",
                  "trainer.logger=[file]", f"trainer.default_local_dir={grpo}",
                  "trainer.project_name=quickstart", f"trainer.experiment_name={grpo_dir}"],
         timings, log_path=os.path.join(out, f"{grpo_dir}.log"))
-    return summarize(out, grpo, sft_model, timings)
+    return summarize(out, grpo, sft_model, timings, grpo_started, args.execution_mode)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,5 @@ def test_reduced_quickstart_learns(tmp_path, monkeypatch):
     assert 0.0 < summary["heldout_accuracy_after_sft"] < 1.0
     assert os.path.getsize(summary["plot"]) > 10_000
     assert os.path.isdir(summary["grpo_checkpoint"])
+    assert summary["execution_mode"] == "local"
+    assert 0 < summary["seconds_to_first_grpo_step"] < summary["seconds_per_phase"]["GRPO"]
