@@ -47,8 +47,8 @@ def test_config_loads_without_omegaconf(tmp_path):
 def test_gpu_test_files_collect_without_ray_omegaconf_datasets(tmp_path):
     files = gpu_test_files()
     assert {"tests/rollout/test_gpu.py", "tests/trainer/ppo/test_core_algos_gpu.py"} <= set(files)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                           *files, "tests/trainer/test_checkpoint_atomic.py"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu",
+                           "-p", "no:cacheprovider", *files, "tests/trainer/test_checkpoint_atomic.py"],
                           env=env_without(ABSENT_ON_GPU_MACHINE, tmp_path), capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "error" not in proc.stdout.lower().split("\n")[-2], proc.stdout[-2000:]

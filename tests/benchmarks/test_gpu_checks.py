@@ -57,9 +57,10 @@ def test_wheels_become_importable_without_touching_the_interpreter(tmp_path):
     wheels.mkdir()
     with zipfile.ZipFile(wheels / "gpucheckprobe-1.0-py3-none-any.whl", "w") as zf:
         zf.writestr("gpucheckprobe/__init__.py", "VALUE = 42\n")
-        zf.writestr("gpucheckprobe-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: gpucheckprobe\nVersion: 1.0\n")
-        zf.writestr("gpucheckprobe-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr("gpucheckprobe-1.0.dist-info/RECORD", "")
+        info = "gpucheckprobe-1.0.dist-info/"
+        zf.writestr(info + "METADATA", "Metadata-Version: 2.1\nName: gpucheckprobe\nVersion: 1.0\n")
+        zf.writestr(info + "WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(info + "RECORD", "")
     target = tmp_path / "site"
     assert gpu_checks.install_wheels(wheels, target) == ["gpucheckprobe-1.0-py3-none-any.whl"]
     proc = subprocess.run([sys.executable, "-c", "import gpucheckprobe; print(gpucheckprobe.VALUE)"],

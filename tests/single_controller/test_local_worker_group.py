@@ -99,7 +99,8 @@ def test_colocated_roles_share_one_process(clean_world):
 def test_padding_and_non_tensors_survive_the_hand_over(clean_world):
     group = LocalWorkerGroup(ClassWithInitArgs(DoubleWorker))
     try:
-        data = DataProto.from_dict({"x": torch.arange(3.0)}, non_tensors={"uid": np.array(["a", "b", "c"], dtype=object)})
+        uids = np.array(["a", "b", "c"], dtype=object)
+        data = DataProto.from_dict({"x": torch.arange(3.0)}, non_tensors={"uid": uids})
         (part,) = data.chunk(1)
         out = group.double(part)
         assert len(out) == 3 and torch.equal(out.batch["y"], torch.tensor([0.0, 2.0, 4.0]))
