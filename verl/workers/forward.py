@@ -165,8 +165,10 @@ class _LogSoftmaxPick(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-def log_probs_and_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                          with_entropy: bool = False, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def log_probs_and_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(N,)`` float32 ``log softmax(logits / temperature)[targets]`` and (optionally) ``(N,)`` entropies.
 
     Args:

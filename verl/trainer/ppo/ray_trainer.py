@@ -299,7 +299,8 @@ class RayPPOTrainer:
             batch.meta_info["calculate_entropy"] = interval > 0 and self.global_steps % interval == 0
             # one epoch, one mini-batch: the update's own forward gives the old log-probs (ratio 1), unless the
             # driver needs them first (KL in the reward)
-            on_policy = is_on_policy(actor.ppo_epochs, len(batch), actor.ppo_mini_batch_size * self.config.actor_rollout_ref.rollout.n)
+            rollout_n = self.config.actor_rollout_ref.rollout.n
+            on_policy = is_on_policy(actor.ppo_epochs, len(batch), actor.ppo_mini_batch_size * rollout_n)
             with timer("old_log_prob", timing):
                 if not on_policy or self.config.algorithm.use_kl_in_reward:
                     old = self.actor_rollout_wg.compute_log_prob(batch)
