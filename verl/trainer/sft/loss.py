@@ -21,6 +21,7 @@ import inspect
 import torch
 from torch import nn
 
+from verl.workers.attention import packed_forward_kwargs
 from verl.workers.forward import log_probs_from_logits
 
 __all__ = ["sft_loss", "target_log_probs", "target_mask"]
@@ -57,10 +58,14 @@ def target_log_probs(model: nn.Module, batch: dict[str, torch.Tensor], packed: b
         pos = batch["position_ids"][valid].unsqueeze(0)  # (1, N), restarting at 0 for each row
         # rows are right-padded, so a target's predictor is the token just before it in the packed row
         predictors = targets_mask[valid].nonzero().squeeze(-1) - 1  # (N_targets,)
+        # sequence boundaries for a model switched by use_packed_attention (ignored by one that was not)
+        bounds = packed_forward_kwargs(valid.sum(-1).tolist(), ids.device)
+        bounds = {k: v.to(ids.device) if torch.is_tensor(v) else v for k, v in bounds.items()}
         if _takes_logits_to_keep(type(model)):
-            logits = model(input_ids=ids, position_ids=pos, use_cache=False, logits_to_keep=predictors).logits[0]
+            logits = model(input_ids=ids, position_ids=pos, use_cache=False, logits_to_keep=predictors,
+                           **bounds).logits[0]
         else:
-            logits = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, predictors]
+            logits = model(input_ids=ids, position_ids=pos, use_cache=False, **bounds).logits[0, predictors]
     else:
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=batch["position_ids"],
                     use_cache=False).logits  # (B, T, V)

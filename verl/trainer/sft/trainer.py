@@ -28,6 +28,7 @@ from verl.trainer.sft.config import SFTConfig
 from verl.trainer.sft.loss import sft_loss, target_log_probs, target_mask
 from verl.utils.config import to_dict
 from verl.utils.device import get_device
+from verl.workers.attention import use_packed_attention
 from verl.workers.batching import BatchPlan, split_micro_batches
 from verl.workers.fsdp import (
     build_lr_scheduler,
@@ -110,6 +111,8 @@ class FSDPSFTTrainer:
         cfg = self.config
         self.model = build_sharded_model(cfg.model, "causal_lm", cfg.model.fsdp_config, self.world_size, self.device,
                                          train=True, path=cfg.model.partial_pretrain)
+        if self.config.use_remove_padding:  # packed rows attend within each sequence, no dense block mask
+            use_packed_attention(self.model)
         self.optimizer = build_optimizer(self.model, cfg.optim.to_optim_config())
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim.to_optim_config(), self.total_steps)
 
