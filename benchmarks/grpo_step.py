@@ -25,10 +25,12 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +230,29 @@ def record_for(args: argparse.Namespace, rows: list[dict[str, Any]], device: tor
     return record
 
 
+@contextlib.contextmanager
+def _step_cpu_clock():
+    """CPU seconds of this process per GRPO step (``train_step``): on a loaded machine a steadier measure of the
+    work than wall time. Covers the workers only in local mode, where they run in this process."""
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    seconds: list[float] = []
+    original = RayPPOTrainer.train_step
+
+    def timed(self, batch):
+        start = time.process_time()
+        try:
+            return original(self, batch)
+        finally:
+            seconds.append(time.process_time() - start)
+
+    RayPPOTrainer.train_step = timed
+    try:
+        yield seconds
+    finally:
+        RayPPOTrainer.train_step = original
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     from verl.trainer.config import load_config, resolve_device
@@ -242,11 +267,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             paths = prepare(args, workdir)
             config = load_config(trainer_overrides(args, paths))
-        run_ppo(config)
+        with _step_cpu_clock() as cpu_s:
+            run_ppo(config)
         with open(Path(paths["logs"]) / "metrics.jsonl") as f:
             rows = [json.loads(line) for line in f]
     device = torch.device("cpu") if resolve_device(config) == "cpu" else get_device()  # where the worker ran
     record = record_for(args, rows[-args.steps:], device)
+    if len(cpu_s) == len(rows[-args.steps:]) and len(cpu_s) > 1:  # local mode: the workers ran in this process
+        record["step_cpu_s"] = round(_median(cpu_s[1:]), 4)
+        record["steps_cpu_s"] = [round(c, 4) for c in cpu_s[1:]]
     emit(record)
     return record
 

@@ -16,8 +16,11 @@ transformers) and then::
     benchmarks/peers/.venv/bin/python benchmarks/peers/trl_grpo.py --steps 8
     benchmarks/peers/.venv/bin/python benchmarks/peers/trl_grpo.py --ours packed,padded   # both of ours too
 
-Ours runs first, in its own interpreter (``.venv``, the library's environment), then TRL in this one, in the same
-invocation. The first GRPO step of each is a warm-up; medians of the others are compared. Prints one JSON line.
+Ours runs in its own interpreter (``.venv``, the library's environment), TRL in this one, in the same invocation,
+``--rounds`` times in turn (ours' variants, then TRL), so that a machine whose load changes affects all alike. The
+first GRPO step of each run is a warm-up; the medians over all rounds of the other steps are compared, in wall time
+and in CPU seconds of the process (steadier than wall time on a shared machine). Prints one
+JSON line.
 """
 
 from __future__ import annotations
@@ -96,10 +99,10 @@ def run_trl(steps: int, mini_batch: int, workdir: Path) -> dict:
             self.times = []
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter())
+            self.times.append((time.perf_counter(), time.process_time()))
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter())
+            self.times.append((time.perf_counter(), time.process_time()))
 
     config = GRPOConfig(
         output_dir=str(workdir / "trl_out"), num_generations=N, per_device_train_batch_size=mini_batch * N,
@@ -120,9 +123,27 @@ def run_trl(steps: int, mini_batch: int, workdir: Path) -> dict:
     trainer.train()
     per_gen = PROMPTS // mini_batch
     t = clock.times
-    steps_s = [t[(i + 1) * per_gen] - t[i * per_gen] for i in range(len(t) // per_gen) if (i + 1) * per_gen < len(t)]
-    return {"trl_version": trl.__version__, "warmup_step_s": round(steps_s[0], 4),
-            "steps_s": [round(s, 4) for s in steps_s[1:]], "step_s": round(statistics.median(steps_s[1:]), 4)}
+    spans = [(t[(i + 1) * per_gen][0] - t[i * per_gen][0], t[(i + 1) * per_gen][1] - t[i * per_gen][1])
+             for i in range(len(t)) if (i + 1) * per_gen < len(t)]
+    steps_s, cpu_s = [round(w, 4) for w, _ in spans[1:]], [round(c, 4) for _, c in spans[1:]]
+    return {"trl_version": trl.__version__, "warmup_step_s": round(spans[0][0], 4), "steps_s": steps_s,
+            "step_s": round(statistics.median(steps_s), 4), "steps_cpu_s": cpu_s,
+            "step_cpu_s": round(statistics.median(cpu_s), 4)}
+
+
+def merge_rounds(runs: list[dict]) -> dict:
+    """One result from several runs: every timed step pooled, medians of the step and of each phase."""
+    merged = dict(runs[0])
+    merged["steps_s"] = [s for run in runs for s in run["steps_s"]]
+    merged["step_s"] = round(statistics.median(merged["steps_s"]), 4)
+    merged["warmup_step_s"] = [run["warmup_step_s"] for run in runs]
+    if all("steps_cpu_s" in run for run in runs):
+        merged["steps_cpu_s"] = [s for run in runs for s in run["steps_cpu_s"]]
+        merged["step_cpu_s"] = round(statistics.median(merged["steps_cpu_s"]), 4)
+    for key in [k for k in runs[0] if k.startswith("timing_s/")]:
+        merged[key] = round(statistics.median(run[key] for run in runs), 4)
+    merged["timing_s/step"] = merged.get("timing_s/step") and merged["step_s"]
+    return merged
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ours", default="packed", help=f"comma-separated variants of ours to run: {sorted(VARIANTS)}")
     p.add_argument("--mini-batch", type=int, default=16, help="prompts per optimizer step (the quickstart: 16 of 32, "
                    "two steps; 32: one step per batch, on-policy)")
+    p.add_argument("--rounds", type=int, default=1, help="runs of each, taken in turn (ours..., TRL, ours..., TRL)")
     p.add_argument("--workdir", help="where models, data and logs go (default: a temporary directory)")
     args = p.parse_args(argv)
     if args.steps < 2:
@@ -140,22 +162,35 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="peers_") as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        ours = {v: run_ours(v, args.steps, args.mini_batch, workdir) for v in args.ours.split(",")}
-        trl_result = run_trl(args.steps, args.mini_batch, workdir)
+        ours_runs: dict[str, list[dict]] = {v: [] for v in args.ours.split(",")}
+        trl_runs = []
+        for r in range(args.rounds):
+            for variant in ours_runs:
+                ours_runs[variant].append(run_ours(variant, args.steps, args.mini_batch, workdir / f"round{r}"))
+            trl_runs.append(run_trl(args.steps, args.mini_batch, workdir / f"round{r}"))
+    ours = {v: merge_rounds(runs) for v, runs in ours_runs.items()}
+    trl_result = merge_rounds(trl_runs)
     record = {
         "benchmark": "grpo_step_quickstart_vs_trl",
         "device": f"CPU ({platform.machine()}), {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
         "workload": f"{PROMPTS} prompts x n={N}, <= {RESPONSE_LEN} response tokens, "
                     f"{PROMPTS // args.mini_batch} optimizer step(s) of {args.mini_batch} prompts",
         "steps": args.steps,
+        "rounds": args.rounds,
         "trl": trl_result,
     }
     for variant, result in ours.items():
-        record[f"ours_{variant}"] = {k: result[k] for k in ("step_s", "steps_s", "warmup_step_s", "completion_tokens")
-                                     if k in result} | {k: v for k, v in result.items() if k.startswith("timing_s/")}
+        keys = ("step_s", "step_cpu_s", "steps_s", "steps_cpu_s", "warmup_step_s", "completion_tokens")
+        record[f"ours_{variant}"] = {k: result[k] for k in keys if k in result} | {
+            k: v for k, v in result.items() if k.startswith("timing_s/")}
         record[f"speedup_{variant}_vs_trl"] = round(trl_result["step_s"] / result["step_s"], 2)
+        if "step_cpu_s" in result:
+            record[f"cpu_speedup_{variant}_vs_trl"] = round(trl_result["step_cpu_s"] / result["step_cpu_s"], 2)
     if {"packed", "padded"} <= set(ours):
         record["packed_vs_padded_speedup"] = round(ours["padded"]["step_s"] / ours["packed"]["step_s"], 2)
+        if "step_cpu_s" in ours["packed"]:
+            record["packed_vs_padded_cpu_speedup"] = round(
+                ours["padded"]["step_cpu_s"] / ours["packed"]["step_cpu_s"], 2)
     print(json.dumps(record), flush=True)
     return record
 
