@@ -190,7 +190,7 @@ def packed_attention_forward(
     else:
         if "packed_gather" not in kwargs:  # boundaries without the bucket layout: build it (a host sync)
             kwargs.update(packed_forward_kwargs(torch.diff(cu).tolist(), torch.device("cpu")))
-        gather, scatter = (kwargs[k].to(q.device) for k in ("packed_gather", "packed_scatter"))
+        gather, scatter = (kwargs[name].to(q.device) for name in ("packed_gather", "packed_scatter"))
         out = _buckets(q, k, v, gather, scatter, kwargs["packed_shapes"], dropout, scaling, sliding_window)
     return out.unsqueeze(0), None  # (1, N, H, D)
 
