@@ -149,6 +149,11 @@ class VLLMRollout(BaseRollout):
             args["enable_sleep_mode"] = True
         if not self._owns_world:  # a worker group's torch.distributed world: one engine per rank
             args["distributed_executor_backend"] = "external_launcher"
+            # vLLM's external launcher reads the rank from the environment; a world made by hand may not say it
+            rank = torch.distributed.get_rank()
+            os.environ.setdefault("RANK", str(rank))
+            os.environ.setdefault("LOCAL_RANK", str(rank % max(torch.cuda.device_count(), 1)))
+            os.environ.setdefault("WORLD_SIZE", str(torch.distributed.get_world_size()))
         args.update(dict(cfg.engine_kwargs.get("vllm") or {}))
         return args
 
@@ -256,8 +261,9 @@ class VLLMRollout(BaseRollout):
             self._sleeping = False
 
     def close(self) -> None:
-        """Shut the engine down and release its memory and process groups (the world too when vLLM made it),
-        so another engine can be built in this process."""
+        """Shut the engine down and release its memory and process groups, so another engine can be built in this
+        process. vLLM's shutdown also ends the torch.distributed world it ran in: close at the end of a worker's
+        life, not between steps."""
         if self.llm is None:
             return
         from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
