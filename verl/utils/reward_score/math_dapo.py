@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from verl.utils.reward_score.math import extract_boxed_answer, is_equiv
+from verl.utils.reward_score.math_reward import braced_span
 
 __all__ = [
     "compute_score",
@@ -53,15 +54,7 @@ def last_boxed_only_string(string: str) -> str | None:
     start = string.rfind("\\boxed{")
     if start < 0:
         return None
-    depth = 0
-    for i in range(start, len(string)):
-        if string[i] == "{":
-            depth += 1
-        elif string[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return string[start : i + 1]
-    return None
+    return braced_span(string, start)
 
 
 def remove_boxed(s: str) -> str:

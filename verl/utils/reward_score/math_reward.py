@@ -31,6 +31,11 @@ def last_boxed_only_string(string: str) -> str | None:
         start = string.rfind("\\fbox")
         if start < 0:
             return None
+    return braced_span(string, start)
+
+
+def braced_span(string: str, start: int) -> str | None:
+    """``string[start:]`` up to the brace that closes the first ``{`` after ``start``, or ``None`` if it never does."""
     depth = 0
     for i in range(start, len(string)):
         if string[i] == "{":
