@@ -149,11 +149,6 @@ class VLLMRollout(BaseRollout):
             args["enable_sleep_mode"] = True
         if not self._owns_world:  # a worker group's torch.distributed world: one engine per rank
             args["distributed_executor_backend"] = "external_launcher"
-            # vLLM's external launcher reads the rank from the environment; a world made by hand may not say it
-            rank = torch.distributed.get_rank()
-            os.environ.setdefault("RANK", str(rank))
-            os.environ.setdefault("LOCAL_RANK", str(rank % max(torch.cuda.device_count(), 1)))
-            os.environ.setdefault("WORLD_SIZE", str(torch.distributed.get_world_size()))
         args.update(dict(cfg.engine_kwargs.get("vllm") or {}))
         return args
 
@@ -165,9 +160,19 @@ class VLLMRollout(BaseRollout):
         # vLLM's CPU worker sets torch to 1 thread and replaces torch.set_num_threads for the whole process;
         # the trainer shares this process, so both are put back.
         set_num_threads, num_threads = torch.set_num_threads, torch.get_num_threads()
+        # vLLM's external launcher reads the rank from the environment; a world made by hand may not say it
+        added = {}
+        if not self._owns_world:
+            rank = torch.distributed.get_rank()
+            wanted = {"RANK": rank, "LOCAL_RANK": rank % max(torch.cuda.device_count(), 1),
+                      "WORLD_SIZE": torch.distributed.get_world_size()}
+            added = {k: str(v) for k, v in wanted.items() if k not in os.environ}
+        os.environ.update(added)
         try:
             return LLM(**args)
         finally:
+            for key in added:
+                os.environ.pop(key, None)
             torch.set_num_threads = set_num_threads
             torch.set_num_threads(num_threads)
 
