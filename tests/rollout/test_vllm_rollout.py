@@ -140,5 +140,5 @@ def test_small_batched_tokens_without_chunked_prefill_is_rejected(vllm_config):
 
 def test_head_size_vllm_cannot_run_on_cpu_is_refused_before_the_engine(tokenizer, tmp_path, vllm_config):
     path = build_tiny_model(tmp_path / "h16", tokenizer, arch="qwen2", hidden_size=64, num_heads=4, num_kv_heads=2)
-    with pytest.raises(ValueError, match=r"head_dim is 16.*rollout.name=native"):
+    with pytest.raises(ValueError, match=r"head_dim=16.*rollout.name=native"):
         build_rollout(vllm_config(), path, tokenizer=tokenizer, device="cpu")

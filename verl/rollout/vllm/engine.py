@@ -36,7 +36,7 @@ import torch
 from verl.models.weights import strip_wrappers
 from verl.rollout.base import BaseRollout, Generated, GenerationRequest, Prompts, special_tokens
 from verl.rollout.config import RolloutConfig
-from verl.rollout.vllm import require_vllm
+from verl.rollout.vllm import check_cpu_head_size, require_vllm
 from verl.utils.device import get_device
 
 __all__ = ["VLLMRollout", "cpu_kv_cache_bytes"]
@@ -69,22 +69,6 @@ def cpu_kv_cache_bytes(config: RolloutConfig, hf_config: Any, max_model_len: int
     return max(_MIN_CPU_KV_BYTES, min(wanted, cap))
 
 
-def _check_cpu_head_size(hf_config: Any) -> None:
-    """vLLM's CPU attention kernels exist for a fixed set of head sizes; refuse others before building the engine
-    (vLLM itself only fails at the first generation, with a kernel message)."""
-    try:
-        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
-
-        supported = list(CPUAttentionBackend.get_supported_head_sizes())
-    except (ImportError, AttributeError):  # another vLLM layout: let vLLM decide
-        return
-    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
-    if head_dim not in supported:
-        raise ValueError(
-            f"vLLM's CPU attention supports head sizes {supported}; this model's head_dim is {head_dim}. "
-            "Use actor_rollout_ref.rollout.name=native (or hf) for it on CPU")
-
-
 class VLLMRollout(BaseRollout):
     """Generate with a vLLM ``LLM`` built from a local HF checkpoint directory.
 
@@ -113,7 +97,7 @@ class VLLMRollout(BaseRollout):
         require_vllm()
         self.device = torch.device(device) if device is not None else get_device()
         if self.device.type == "cpu":
-            _check_cpu_head_size(hf_config)
+            check_cpu_head_size(hf_config)
         if VLLMRollout._open is not None and VLLMRollout._open() is not None:
             raise RuntimeError("a vLLM engine is already open in this process (vLLM keeps process-wide parallel "
                                "state): close() it before building another")

@@ -68,18 +68,16 @@ def _check_model_dir(key: str, path: str) -> None:
 
 
 def _check_vllm_cpu_head_size(model_path: str) -> None:
-    """vLLM's CPU attention has kernels for a fixed set of head sizes; checked from config.json before Ray starts."""
+    """The head-size check of the vLLM backend, from config.json, before Ray starts."""
     import json
 
-    from verl.rollout.vllm import VLLM_CPU_HEAD_SIZES
+    from verl.rollout.vllm import check_cpu_head_size
 
     with open(os.path.join(os.path.expanduser(model_path), "config.json")) as f:
-        cfg = json.load(f)
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    if head_dim not in VLLM_CPU_HEAD_SIZES:
-        raise ConfigError(f"actor_rollout_ref.rollout.name=vllm on CPU: vLLM's CPU attention has no kernel for this "
-                          f"model's head_dim={head_dim} (it has {list(VLLM_CPU_HEAD_SIZES)}); use "
-                          "actor_rollout_ref.rollout.name=native")
+        try:
+            check_cpu_head_size(json.load(f))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
