@@ -127,11 +127,18 @@ class ModelConfig(HFModelConfig):
     custom_chat_template: str | None = None
     """A Jinja chat template replacing the tokenizer's."""
     lora_rank: int = 0
-    """LoRA rank; 0 = full fine-tuning (the only mode supported so far: a rank > 0 is rejected)."""
-    lora_alpha: int = 16
-    """LoRA alpha."""
+    """LoRA rank: > 0 trains peft LoRA adapters of this rank on the policy (base weights frozen, no optimizer state
+    for them; the reference is the base with adapters disabled; the rollout gets merged weights); 0 = full
+    fine-tuning."""
+    lora_alpha: float = 16
+    """LoRA alpha: the adapters' output is scaled by ``lora_alpha / lora_rank``."""
     target_modules: Any = "all-linear"
-    """Modules LoRA adapts (a list of names or ``all-linear``)."""
+    """Linear layers LoRA adapts: ``all-linear`` (every linear layer but the LM head) or a list of module names
+    (``[q_proj,v_proj]``)."""
+    exclude_modules: Any = None
+    """Module names LoRA leaves out of ``target_modules`` (a name or a list), or null."""
+    use_shm: bool = False
+    """Copy the model directory to ``/dev/shm`` once and load it from there (faster repeated loading)."""
 
 
 @dataclass
@@ -234,6 +241,9 @@ class WorkerRolloutConfig(RolloutConfig):
     """Token budget of one forward with dynamic batch size."""
     tensor_model_parallel_size: int = 1
     """Ranks one rollout replica spans; this engine runs one full replica per rank (only 1 is supported)."""
+    layered_summon: bool = False
+    """verl: gather a LoRA actor's shards for the rollout layer by layer. The weight sync here always gathers one
+    tensor at a time (less memory than one layer), so both values behave the same: that finer gather."""
 
 
 @dataclass

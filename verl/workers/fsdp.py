@@ -257,14 +257,18 @@ def save_checkpoint(
     rank: int,
     world_size: int,
     hf_save: tuple[Any, Any] | None = None,
+    lora: Any = None,
+    base_model_path: str | None = None,
 ) -> None:
     """Save the parts named in ``contents`` under ``path`` (every rank calls this).
 
     ``model``/``optimizer``: sharded, via torch.distributed.checkpoint (``path/model``, ``path/optim``);
     ``extra``: this rank's LR-scheduler and RNG state; ``hf_model``: full weights in ``path/huggingface``,
     written by rank 0. With ``hf_save`` = (config, tokenizer), rank 0 always writes those two into
-    ``path/huggingface`` (what the model merger needs to rebuild the model). The caller makes the directory
-    visible atomically.
+    ``path/huggingface`` (what the model merger needs to rebuild the model). With ``lora`` (the
+    :class:`verl.workers.lora.LoraSpec` the model was built with), rank 0 also writes the adapter in peft's format
+    to ``path/lora_adapter`` (``base_model_path`` recorded in its config), and ``hf_model`` holds the merged
+    weights. The caller makes the directory visible atomically.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
@@ -282,13 +286,27 @@ def save_checkpoint(
     if "hf_model" in contents:
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if rank == 0:
-            save_hf_directory(hf_dir, full, config, tokenizer)
+            save_hf_directory(hf_dir, _merged_if_lora(model, full), config, tokenizer)
     elif rank == 0 and hf_save is not None:
         os.makedirs(hf_dir, exist_ok=True)
         config.save_pretrained(hf_dir)
         tokenizer.save_pretrained(hf_dir)
+    if lora is not None:  # every rank joins the gathers; rank 0 writes
+        from verl.workers.lora import ADAPTER_DIR, adapter_state_dict, save_adapter
+
+        adapters = adapter_state_dict(full_state_dict_iter(model))
+        if rank == 0:
+            save_adapter(os.path.join(path, ADAPTER_DIR), adapters, lora.peft_config(), base_model_path)
     if dist.is_initialized():
         dist.barrier()
+
+
+def _merged_if_lora(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A LoRA model's full state dict as the base model's names with the adapters merged (what
+    ``hf_model`` exports); any other model's as it is."""
+    from verl.workers.lora import has_lora, merged_weights_iter
+
+    return dict(merged_weights_iter(iter(state_dict.items()), model)) if has_lora(model) else state_dict
 
 
 def save_hf_directory(path: str, state_dict: dict[str, torch.Tensor], config: Any, tokenizer: Any) -> None:
@@ -344,18 +362,21 @@ def load_checkpoint(
 
 
 def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, world_size: int, device: torch.device,
-                        train: bool, path: str | None = None) -> nn.Module:
+                        train: bool, path: str | None = None, lora: Any = None) -> nn.Module:
     """Load a model section's checkpoint and shard it over the worker group.
 
     Trained models keep ``fsdp_config.model_dtype`` master weights (fp32); frozen ones (reference, reward
-    model) load in the compute dtype on accelerators and take no gradients.
+    model) load in the compute dtype on accelerators and take no gradients. With ``lora`` (a
+    :class:`verl.workers.lora.LoraSpec`) the model gets LoRA adapters before sharding and only they train.
     """
     if train or get_device_name() == "cpu":
         dtype = to_dtype(fsdp_config.model_dtype) if train else torch.float32
     else:
         dtype = to_dtype(fsdp_config.mixed_precision.param_dtype)
+    from verl.utils.fs import copy_to_local
+
     model = load_hf_model(
-        path or model_cfg.path,
+        copy_to_local(path or model_cfg.path, use_shm=getattr(model_cfg, "use_shm", False)),
         kind=kind,
         dtype=dtype,
         attn_implementation=getattr(model_cfg, "attn_implementation", "sdpa"),
@@ -364,6 +385,10 @@ def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, worl
         external_lib=getattr(model_cfg, "external_lib", None),
         gradient_checkpointing=train and getattr(model_cfg, "enable_gradient_checkpointing", False),
     )
+    if lora is not None:
+        from verl.workers.lora import apply_lora
+
+        model = apply_lora(model, lora)
     model.to(device)
     if not train:
         model.requires_grad_(False)

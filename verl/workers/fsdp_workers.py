@@ -3,6 +3,9 @@
 Each method moves its slice of the batch to the device, calls the actor / rollout / reference, and returns
 a ``DataProto``. In the hybrid roles the rollout engine lives in this process and receives the actor's
 current weights (gathered from the FSDP2 shards, no disk) before it generates.
+
+With LoRA (``model.lora_rank > 0``) the actor trains adapters only; the rollout receives base + merged adapter
+deltas, and the reference log-probs come from the same actor with its adapters disabled (no second model).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from verl.workers.fsdp import (
     save_checkpoint,
     to_dtype,
 )
+from verl.workers.lora import LoraSpec, adapters_disabled, lora_summary, merged_weights_iter
 from verl.workers.perf import actor_perf_metrics
 
 __all__ = ["ActorRolloutRefWorker", "ROLES"]
@@ -78,6 +82,9 @@ class ActorRolloutRefWorker(Worker):
         self.total_training_steps = optim_steps if optim_steps > 0 else total_training_steps
         self._weights_version = 0  # bumped by each actor update
         self._rollout_version = 0  # the version the rollout engine holds
+        self.lora = LoraSpec.from_model_config(self.config.model, "actor_rollout_ref.model")
+        # with LoRA the actor's base is the reference: no reference model is loaded in an actor process
+        self._ref_in_actor = self.lora is not None and self._is_actor
 
     # ------------------------------------------------------------------ set-up
 
@@ -89,12 +96,15 @@ class ActorRolloutRefWorker(Worker):
         packed = model_cfg.use_remove_padding
         if self._is_actor:
             fsdp = cfg.actor.fsdp_config
-            self.actor_module = build_sharded_model(model_cfg, "causal_lm", fsdp, self.world_size, self.device, train=True)
+            self.actor_module = build_sharded_model(model_cfg, "causal_lm", fsdp, self.world_size, self.device, train=True,
+                                                    lora=self.lora)
+            if self.lora is not None and self.rank == 0:
+                print(f"actor: {lora_summary(self.actor_module)}", flush=True)
             self.optimizer = build_optimizer(self.actor_module, cfg.actor.optim)
             self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.actor.optim, self.total_training_steps)
             self.actor = PPOActor(self.actor_module, cfg.actor, self.optimizer, self.lr_scheduler, packed, self.world_size)
             self._offload_actor()
-        if self._is_ref:
+        if self._is_ref and not self._ref_in_actor:
             ref_module = build_sharded_model(model_cfg, "causal_lm", cfg.ref.fsdp_config, self.world_size, self.device, train=False)
             self.ref = PPOActor(ref_module, cfg.actor, packed=packed, dp_size=self.world_size)
         if self._is_rollout:
@@ -138,10 +148,17 @@ class ActorRolloutRefWorker(Worker):
         start = time.perf_counter()
         self._load_actor(with_optimizer=False)
         dtype = to_dtype(self.config.rollout.dtype) if get_device_name() != "cpu" else torch.float32
-        self.rollout.update_weights(full_state_dict_iter(self.actor_module, dtype))
+        self.rollout.update_weights(self._rollout_weights(dtype))
         self._offload_actor()
         self._rollout_version = self._weights_version
         return time.perf_counter() - start
+
+    def _rollout_weights(self, dtype: torch.dtype | None):
+        """The actor's full weights by HF name, one tensor at a time; with LoRA the adapters merged into new
+        tensors (gathered in the master dtype, merged, then cast), the trained parameters left as they are."""
+        if self.lora is None:
+            return full_state_dict_iter(self.actor_module, dtype)
+        return merged_weights_iter(full_state_dict_iter(self.actor_module), self.actor_module, dtype)
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def generate_sequences(self, prompts: DataProto) -> DataProto:
@@ -183,11 +200,18 @@ class ActorRolloutRefWorker(Worker):
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def compute_ref_log_prob(self, data: DataProto) -> DataProto:
-        """``ref_log_prob`` under the frozen reference policy."""
-        if not self._is_ref:
-            raise RuntimeError(f"compute_ref_log_prob needs a ref role; this worker is {self.role!r}")
+        """``ref_log_prob`` under the frozen reference policy: with LoRA, the actor's base (adapters disabled)."""
+        if not (self._is_ref or self._ref_in_actor):
+            raise RuntimeError(f"compute_ref_log_prob needs a ref role (or an actor with LoRA); this worker is {self.role!r}")
         temperature = data.meta_info.get("temperature", self.config.rollout.temperature) or 1.0
-        log_probs, _ = self.ref.compute_log_prob(data, self._log_prob_plan(self.config.ref), temperature)
+        plan = self._log_prob_plan(self.config.ref)
+        if self._ref_in_actor:
+            self._load_actor(with_optimizer=False)
+            with adapters_disabled(self.actor_module):
+                log_probs, _ = self.actor.compute_log_prob(data, plan, temperature)
+            self._offload_actor()
+        else:
+            log_probs, _ = self.ref.compute_log_prob(data, plan, temperature)
         return DataProto.from_dict({"ref_log_prob": log_probs})
 
     # ------------------------------------------------------------------ training
@@ -213,9 +237,10 @@ class ActorRolloutRefWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def get_actor_weights(self) -> dict[str, torch.Tensor] | None:
-        """The actor's full weights on rank 0 (None on other ranks; every rank joins the gathers)."""
+        """The actor's full weights on rank 0 (None on other ranks; every rank joins the gathers); with LoRA the
+        merged weights by the base model's names."""
         self._load_actor(with_optimizer=False)
-        weights = {name: t.detach().cpu().clone() for name, t in full_state_dict_iter(self.actor_module)}
+        weights = {name: t.detach().cpu().clone() for name, t in self._rollout_weights(None)}
         self._offload_actor()
         return weights if self.rank == 0 else None
 
@@ -226,7 +251,8 @@ class ActorRolloutRefWorker(Worker):
         contents = self.config.actor.checkpoint.save_contents
         self._load_actor(with_optimizer=True)
         save_checkpoint(local_path, self.actor_module, self.optimizer, self.lr_scheduler, contents,
-                        self.rank, self.world_size, hf_save=(self.actor_module.config, self.tokenizer))
+                        self.rank, self.world_size, hf_save=(self.actor_module.config, self.tokenizer),
+                        lora=self.lora, base_model_path=self.config.model.path)
         self._offload_actor()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

@@ -80,6 +80,19 @@ def _check_vllm_cpu_head_size(model_path: str) -> None:
             raise ConfigError(str(err)) from None
 
 
+def _check_lora(config: PPOConfig) -> None:
+    """LoRA keys, and the targets against the model's modules (built on the meta device: no weights read)."""
+    from verl.workers.lora import LoraSpec, describe_lora
+
+    model = config.actor_rollout_ref.model
+    try:
+        spec = LoraSpec.from_model_config(model, "actor_rollout_ref.model")
+        if spec is not None:
+            describe_lora(model.path, spec, model.trust_remote_code)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
     data, arr = config.data, config.actor_rollout_ref
     actor, n = arr.actor, arr.rollout.n
@@ -182,9 +195,7 @@ def validate_config(config: PPOConfig) -> None:
     _check_trainer(config, device)
     arr = config.actor_rollout_ref
     _check_model_dir("actor_rollout_ref.model.path", arr.model.path)
-    if arr.model.lora_rank > 0:
-        raise ConfigError("actor_rollout_ref.model.lora_rank > 0: LoRA is not supported yet; use full fine-tuning "
-                          "(lora_rank=0)")
+    _check_lora(config)
     _check_files("data.train_files", config.data.train_files)
     if config.data.train_files is None:
         raise ConfigError("set data.train_files to one or more parquet files")

@@ -80,6 +80,8 @@ class RayPPOTrainer:
         self.execution_mode = resolve_execution_mode(config)  # "local": every role in this process, no Ray
         self.use_critic = uses_critic(config)
         self.use_reference = uses_reference(config)
+        # LoRA: the actor with its adapters disabled is the reference (verl's ref_in_actor); no reference worker
+        self.ref_in_actor = config.actor_rollout_ref.model.lora_rank > 0
         self.use_rm = config.reward_model.enable
         self.kl_ctrl = get_kl_controller(config.algorithm.kl_ctrl)
         tr = config.trainer
@@ -112,7 +114,7 @@ class RayPPOTrainer:
         cfg, arr = self.config, self._worker_config()
         classes = {Role.ActorRollout: ClassWithInitArgs(ActorRolloutRefWorker, arr, role="actor_rollout",
                                                         total_training_steps=self.total_training_steps)}
-        if self.use_reference:
+        if self.use_reference and not self.ref_in_actor:
             classes[Role.RefPolicy] = ClassWithInitArgs(ActorRolloutRefWorker, arr, role="ref")
         if self.use_critic:
             classes[Role.Critic] = ClassWithInitArgs(CriticWorker, cfg.critic, rollout_n=arr.rollout.n,
@@ -313,7 +315,8 @@ class RayPPOTrainer:
                     metrics.update(compute_rollout_probs_diff_metrics(batch))
             if self.use_reference:
                 with timer("ref", timing):
-                    batch.union(self.ref_policy_wg.compute_ref_log_prob(batch))
+                    ref_wg = self.actor_rollout_wg if self.ref_in_actor else self.ref_policy_wg
+                    batch.union(ref_wg.compute_ref_log_prob(batch))
             if self.use_critic:
                 with timer("values", timing):
                     batch.union(self.critic_wg.compute_values(batch))

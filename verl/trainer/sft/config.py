@@ -13,6 +13,7 @@ from typing import Any
 from verl.data.sft_dataset import SFTDataConfig
 from verl.utils.config import ConfigError
 from verl.workers.config import CheckpointConfig, FSDPConfig, OptimConfig
+from verl.workers.lora import LoraSpec
 
 __all__ = ["SFTConfig", "SFTModelConfig", "SFTOptimConfig", "SFTTrainerSection"]
 
@@ -38,11 +39,15 @@ class SFTModelConfig:
     strategy: str = "fsdp2"
     """Training backend: ``fsdp2`` (``fsdp`` is accepted as the same)."""
     lora_rank: int = 0
-    """LoRA rank; only 0 (full fine-tuning) is supported."""
-    lora_alpha: int = 16
-    """LoRA alpha (unused while LoRA is unsupported)."""
+    """LoRA rank: > 0 trains peft LoRA adapters of this rank (base weights frozen); 0 = full fine-tuning."""
+    lora_alpha: float = 16
+    """LoRA alpha: the adapters' output is scaled by ``lora_alpha / lora_rank``."""
     target_modules: Any = "all-linear"
-    """LoRA target modules (unused while LoRA is unsupported)."""
+    """Linear layers LoRA adapts: ``all-linear`` (every linear layer but the LM head) or a list of module names."""
+    exclude_modules: Any = None
+    """Module names LoRA leaves out of ``target_modules`` (a name or a list), or null."""
+    use_shm: bool = False
+    """Copy the model directory to ``/dev/shm`` once and load it from there."""
     use_liger: bool = False
     """Liger kernels; not supported (must stay false)."""
     fsdp_config: FSDPConfig = field(default_factory=FSDPConfig)
@@ -145,10 +150,12 @@ class SFTConfig:
             raise ConfigError("data.train_files is empty; set it to a parquet file (or a list of them)")
         if model.strategy not in ("fsdp", "fsdp2"):
             raise ConfigError(f"model.strategy={model.strategy!r}: only fsdp2 (or fsdp, the same) is supported")
-        for key, value in (("model.lora_rank", model.lora_rank), ("ulysses_sequence_parallel_size",
-                                                                    self.ulysses_sequence_parallel_size - 1)):
-            if value:
-                raise ConfigError(f"{key} is not supported by this SFT trainer; remove the override")
+        if self.ulysses_sequence_parallel_size != 1:
+            raise ConfigError("ulysses_sequence_parallel_size is not supported by this SFT trainer; remove the override")
+        try:
+            LoraSpec.from_model_config(model, "model")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if model.use_liger:
             raise ConfigError("model.use_liger=true is not supported; remove the override")
         if model.fsdp_config.param_offload or model.fsdp_config.optimizer_offload:

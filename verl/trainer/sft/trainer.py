@@ -30,6 +30,7 @@ from verl.utils.config import to_dict
 from verl.utils.device import get_device
 from verl.workers.attention import use_packed_attention
 from verl.workers.batching import BatchPlan, split_micro_batches
+from verl.workers.lora import LoraSpec, lora_summary
 from verl.workers.fsdp import (
     build_lr_scheduler,
     build_optimizer,
@@ -109,8 +110,11 @@ class FSDPSFTTrainer:
 
     def _build_model(self) -> None:
         cfg = self.config
+        self.lora = LoraSpec.from_model_config(cfg.model, "model")
         self.model = build_sharded_model(cfg.model, "causal_lm", cfg.model.fsdp_config, self.world_size, self.device,
-                                         train=True, path=cfg.model.partial_pretrain)
+                                         train=True, path=cfg.model.partial_pretrain, lora=self.lora)
+        if self.lora is not None and self.rank == 0:
+            print(f"SFT: {lora_summary(self.model)}", flush=True)
         if self.config.use_remove_padding:  # packed rows attend within each sequence, no dense block mask
             use_packed_attention(self.model)
         self.optimizer = build_optimizer(self.model, cfg.optim.to_optim_config())
@@ -218,7 +222,8 @@ class FSDPSFTTrainer:
             with warnings.catch_warnings():  # DCP without a process group warns that it saves in one process
                 warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process.*")
                 save_checkpoint(path, self.model, self.optimizer, self.lr_scheduler, contents, self.rank,
-                                self.world_size, hf_save=(hf_config, self.tokenizer))
+                                self.world_size, hf_save=(hf_config, self.tokenizer), lora=self.lora,
+                                base_model_path=self.config.model.partial_pretrain)
 
         return save_step_atomically(self.checkpoint_root, self.global_step, save, self.rank, trainer.max_ckpt_to_keep)
 

@@ -1,0 +1,243 @@
+"""LoRA on the policy worker (``actor_rollout_ref.model.lora_rank > 0``), in a one-rank torch.distributed world in
+this process (the model really is FSDP2-sharded, frozen base and trainable adapters in the same groups).
+
+Checks: only the adapters train (every one of them moves, nothing else does, the optimizer holds nothing else);
+the reference log-probs are the base model's, exactly; the rollout generates what peft's ``merge_and_unload``
+model generates; the saved adapter loads with ``PeftModel.from_pretrained`` and gives the actor's logits; resume
+equals an uninterrupted run; the optimizer + gradient memory of LoRA is under a quarter of full fine-tuning's.
+"""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from verl.single_controller.base.worker import find_free_port
+from verl.workers import fsdp_workers
+from verl.workers.lora import ADAPTER_DIR, is_lora_name
+
+ROLLOUT = {"name": "native", "n": 1, "prompt_length": 10, "response_length": 7, "do_sample": False,
+           "log_prob_micro_batch_size_per_gpu": 2, "dtype": "float32"}
+LORA = {"lora_rank": 4, "lora_alpha": 8}
+
+
+@pytest.fixture(scope="module")
+def one_rank_world():
+    """RANK/WORLD_SIZE/MASTER_* as a worker group sets them: ``Worker.__init__`` joins a one-rank world."""
+    if dist.is_initialized():
+        pytest.skip("a torch.distributed world is already initialised in this process")
+    saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(find_free_port()))
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def policy(model_dir, lora=LORA, **model):
+    worker = fsdp_workers.ActorRolloutRefWorker({
+        "model": {"path": model_dir, "enable_gradient_checkpointing": True, **lora, **model},
+        "actor": {"ppo_mini_batch_size": 4, "ppo_micro_batch_size_per_gpu": 2, "use_kl_loss": True, "grad_clip": 100.0,
+                  "optim": {"lr": 0.05, "eps": 1.0}},
+        "ref": {"log_prob_micro_batch_size_per_gpu": 3},
+        "rollout": ROLLOUT,
+    }, role="actor_rollout_ref", total_training_steps=4)
+    worker.init_model()
+    return worker
+
+
+def prompts_of(batch):
+    prompts = batch.select(batch_keys=["prompts"]).rename("prompts", "input_ids")
+    mask = (prompts.batch["input_ids"] != 0).long()
+    prompts.batch["attention_mask"] = mask
+    prompts.batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+    return prompts
+
+
+def train_step(worker, make_batch, seed):
+    data = make_batch(n=4, seed=seed)
+    data.batch["advantages"] = torch.linspace(-1, 1, 4)[:, None] * data.batch["response_mask"]
+    data = data.union(worker.compute_ref_log_prob(data))
+    return worker.update_actor(data).meta_info["metrics"]
+
+
+def named_params(worker):
+    return {n: p.detach().full_tensor().clone() for n, p in worker.actor_module.named_parameters()}
+
+
+def adapters(worker):
+    return {n: t for n, t in named_params(worker).items() if is_lora_name(n)}
+
+
+@pytest.fixture(scope="module")
+def trained(one_rank_world, tiny_model_dir, make_batch_module):
+    """A LoRA policy before and after two updates."""
+    worker = policy(tiny_model_dir)
+    before = named_params(worker)
+    metrics = [train_step(worker, make_batch_module, seed) for seed in (20, 21)]
+    return worker, before, metrics
+
+
+@pytest.fixture(scope="module")
+def make_batch_module():
+    """This directory's ``rollout_batch`` helper for module-scoped fixtures (``make_batch`` is per test)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_workers_conftest", os.path.join(os.path.dirname(__file__), "conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.rollout_batch
+
+
+def test_only_the_adapters_train_and_every_one_moves(trained):
+    worker, before, metrics = trained
+    after = named_params(worker)
+    lora = [n for n in after if is_lora_name(n)]
+    assert len(lora) == 2 * 7 * 2  # A and B of 7 linear layers in each of 2 decoder layers
+    for name, value in after.items():
+        if is_lora_name(name):
+            assert not torch.equal(value, before[name]), f"adapter {name} did not change"
+        else:
+            assert torch.equal(value, before[name]), f"frozen {name} changed"
+    trainable = {id(p) for p in worker.actor_module.parameters() if p.requires_grad}
+    names = {id(p): n for n, p in worker.actor_module.named_parameters()}
+    assert {names[i] for i in trainable} == set(lora)
+    optimized = [p for group in worker.optimizer.param_groups for p in group["params"]]
+    assert {names[id(p)] for p in optimized} == set(lora), "the optimizer holds the adapters only"
+    assert {names[id(p)] for p in worker.optimizer.state} == set(lora)
+    assert all(m["actor/kl_loss"] >= 0 for m in metrics) and metrics[1]["actor/kl_loss"] > 0
+
+
+def test_reference_is_the_base_model_exactly(trained, tiny_model_dir, make_batch):
+    """The actor with adapters disabled gives the base model's log-probs bit for bit (adapters are non-zero)."""
+    from verl.workers.actor import PPOActor
+    from verl.workers.batching import BatchPlan
+    from verl.workers.config import ActorConfig
+    from verl.workers.fsdp import apply_fsdp2, load_hf_model
+    from verl.workers.config import FSDPConfig
+
+    worker = trained[0]
+    assert not hasattr(worker, "ref"), "no second model is loaded"
+    data = make_batch(n=5, seed=3)
+    ref = worker.compute_ref_log_prob(data).batch["ref_log_prob"]
+    base = apply_fsdp2(load_hf_model(tiny_model_dir).eval(), FSDPConfig(), 1)
+    expected, _ = PPOActor(base, ActorConfig()).compute_log_prob(data, BatchPlan.for_forward(3, False, 0), 1.0)
+    assert torch.equal(ref, expected)
+    actor = worker.compute_log_prob(data).batch["old_log_probs"]
+    assert not torch.allclose(actor, ref), "the trained adapters change the policy"
+
+
+def test_rollout_equals_peft_merge_and_adapter_loads_with_peft(trained, tiny_model_dir, make_batch, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    worker = trained[0]
+    before = adapters(worker)
+    ckpt = str(tmp_path / "actor")
+    worker.save_checkpoint(ckpt)
+    adapter_dir = os.path.join(ckpt, ADAPTER_DIR)
+    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
+        saved = json.load(f)
+    assert saved["r"] == 4 and saved["lora_alpha"] == 8 and saved["base_model_name_or_path"] == tiny_model_dir
+
+    # the adapter in peft's format: PeftModel gives the actor's log-probs
+    data = make_batch(n=4, seed=7)
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter_dir).eval()
+    with torch.no_grad():
+        logits = peft_model(input_ids=data.batch["input_ids"], attention_mask=data.batch["attention_mask"],
+                            position_ids=data.batch["position_ids"]).logits[:, -8:-1]
+    expected = torch.log_softmax(logits, -1).gather(-1, data.batch["responses"][..., None]).squeeze(-1)
+    mask = data.batch["response_mask"].bool()
+    got = worker.compute_log_prob(data).batch["old_log_probs"]
+    torch.testing.assert_close(got[mask], expected[mask], atol=1e-5, rtol=0)
+
+    # greedy rollout (merged weights) == merge_and_unload's greedy generation, token for token
+    merged = peft_model.merge_and_unload()
+    prompts = prompts_of(make_batch(n=4, seed=30))
+    out = worker.generate_sequences(prompts)
+    for i in range(len(prompts)):
+        ids = prompts.batch["input_ids"][i][prompts.batch["attention_mask"][i].bool()][None]
+        gen = merged.generate(ids, max_new_tokens=7, do_sample=False, eos_token_id=merged.config.eos_token_id,
+                              pad_token_id=0)[0, ids.shape[1]:]
+        n = int(out.batch["response_mask"][i].sum())
+        assert out.batch["responses"][i, :n].tolist() == gen[:n].tolist()
+    for name, value in adapters(worker).items():  # merging for the rollout left the trained tensors alone
+        assert torch.equal(value, before[name]), name
+    weights = worker.get_actor_weights()
+    assert not any(is_lora_name(n) or "base_layer" in n for n in weights), "the base model's names"
+    for name, value in merged.state_dict().items():
+        if name in weights:
+            torch.testing.assert_close(weights[name], value, atol=1e-6, rtol=0, msg=name)
+
+
+def test_resume_equals_uninterrupted(one_rank_world, tiny_model_dir, make_batch, tmp_path):
+    straight = policy(tiny_model_dir)
+    for seed in (40, 41):
+        train_step(straight, make_batch, seed)
+    first = policy(tiny_model_dir)
+    train_step(first, make_batch, 40)
+    first.save_checkpoint(str(tmp_path / "actor"))
+    resumed = policy(tiny_model_dir)
+    resumed.load_checkpoint(str(tmp_path / "actor"))
+    train_step(resumed, make_batch, 41)
+    want, got = adapters(straight), adapters(resumed)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+
+
+def _optimizer_and_grad_bytes(model_dir, lora):
+    """Bytes of AdamW state and gradients after one step of a model built as the actor builds it."""
+    from verl.workers.config import FSDPConfig, OptimConfig
+    from verl.workers.fsdp import build_optimizer, build_sharded_model
+    from verl.workers.lora import LoraSpec
+    from verl.workers.config import ModelConfig
+
+    spec = LoraSpec.from_model_config(ModelConfig(path=model_dir, **lora), "model") if lora else None
+    model = build_sharded_model(ModelConfig(path=model_dir), "causal_lm", FSDPConfig(), 1, torch.device("cpu"),
+                                train=True, lora=spec)
+    optimizer = build_optimizer(model, OptimConfig(lr=1e-3))
+    ids = torch.randint(3, 300, (2, 12))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
+    state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
+                if torch.is_tensor(v) and v.dim() > 0)
+    return state, grads
+
+
+def test_lora_optimizer_and_gradient_memory_is_under_a_quarter(tmp_path):
+    """Measured on a model with the proportions of a small LLM (hidden 256, 4 layers, MLP 768): rank 16."""
+    from verl.utils.tiny_model import build_tiny_model, build_tiny_tokenizer
+
+    model_dir = build_tiny_model(tmp_path / "m", build_tiny_tokenizer(), hidden_size=256, num_layers=4, num_heads=4,
+                                 num_kv_heads=2, intermediate_size=768)
+    full_state, full_grads = _optimizer_and_grad_bytes(model_dir, None)
+    lora_state, lora_grads = _optimizer_and_grad_bytes(model_dir, {"lora_rank": 16, "lora_alpha": 32})
+    ratio = (lora_state + lora_grads) / (full_state + full_grads)
+    print(f"optimizer state + gradients: full {full_state + full_grads} B, LoRA r16 {lora_state + lora_grads} B, "
+          f"ratio {ratio:.3f}")
+    assert lora_state == 2 * lora_grads, "AdamW: two moments per trainable element"
+    assert ratio < 0.25
+
+
+def test_bad_targets_are_a_config_error_naming_the_key(tiny_model_dir):
+    from verl.workers.config import ModelConfig
+    from verl.workers.lora import LoraSpec, describe_lora
+
+    spec = LoraSpec.from_model_config(ModelConfig(lora_rank=8, target_modules=["qq_proj"]), "actor_rollout_ref.model")
+    with pytest.raises(ValueError, match=r"actor_rollout_ref\.model\.target_modules=\[qq_proj\]"):
+        describe_lora(tiny_model_dir, spec)
+    with pytest.raises(ValueError, match="lora_alpha"):
+        LoraSpec.from_model_config(ModelConfig(lora_rank=8, lora_alpha=0), "actor_rollout_ref.model")
+    spec = LoraSpec.from_model_config(ModelConfig(lora_rank=8, target_modules="q_proj,v_proj", exclude_modules="v_proj"),
+                                      "actor_rollout_ref.model")
+    summary = describe_lora(tiny_model_dir, spec)
+    assert summary.module_kinds == ("q_proj",) and summary.num_modules == 2
+    assert "2 linear layers (q_proj)" in str(summary) and "trainable of" in str(summary)
