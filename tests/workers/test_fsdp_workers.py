@@ -159,3 +159,38 @@ def test_critic_values_and_update_on_two_ranks(tiny_model_dir, make_batch):
     mask = data.batch["response_mask"].bool()
     assert ((after - 1).abs()[mask].mean() < (values - 1).abs()[mask].mean()), "values moved towards the returns"
     wg.kill()
+
+
+def test_lora_two_ranks_equal_one_rank(tiny_model_dir, make_batch):
+    """LoRA (frozen base + adapters in the same FSDP2 groups): 2 ranks x micro-batch 1 == one unsharded process x
+    the whole batch, for the reference (adapters disabled), the update and the merged weights the rollout gets."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() or "MASTER_ADDR" in os.environ:
+        pytest.skip("this process already belongs to a torch.distributed world")
+    configs = []
+    for micro in (N_PROMPTS * N, 1):
+        cfg = policy_config(tiny_model_dir, micro)
+        cfg["model"].update(lora_rank=4, lora_alpha=8)
+        configs.append(cfg)
+    one = ActorRolloutRefWorker(configs[0], role="actor_rollout", total_training_steps=4)  # in this process
+    one.init_model()
+    two = RayWorkerGroup(RayResourcePool(process_on_nodes=[2], use_gpu=False),
+                         RayClassWithInitArgs(ActorRolloutRefWorker, configs[1], role="actor_rollout", total_training_steps=4))
+    two.init_model()
+    base = one.get_actor_weights()
+    data = make_batch(n=N_PROMPTS * N, seed=1)
+    advantages = torch.randn(len(data), 1, generator=torch.Generator().manual_seed(0))
+    data.batch["advantages"] = advantages.expand(-1, 7) * data.batch["response_mask"]
+    data = data.union(one.compute_log_prob(data)).union(one.compute_ref_log_prob(data))  # ref: adapters disabled
+    ref_two = two.compute_ref_log_prob(data).batch["ref_log_prob"]
+    torch.testing.assert_close(ref_two, data.batch["ref_log_prob"], atol=1e-6, rtol=0)
+    m1, m2 = one.update_actor(data).meta_info["metrics"], two.update_actor(data).meta_info["metrics"]
+    assert m1["actor/grad_norm"] == pytest.approx(m2["actor/grad_norm"], rel=1e-5)
+    w1, w2 = one.get_actor_weights(), two.get_actor_weights()[0]
+    assert w1.keys() == base.keys()
+    for name in w1:
+        torch.testing.assert_close(w2[name], w1[name], atol=2e-6, rtol=1e-5, msg=f"{name} differs")
+    changed = [n for n in w1 if not torch.equal(w1[n], base[n])]
+    assert changed and all(n.endswith("proj.weight") for n in changed), "only adapted (merged) weights move"
+    two.kill()
