@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RolloutConfig", "ValKwargs", "rollout_config_from_mapping"]
+__all__ = ["MultiTurnConfig", "RolloutConfig", "ValKwargs", "rollout_config_from_mapping"]
 
 BACKENDS = ("native", "hf", "vllm")
 REFUSED_BACKENDS = {
@@ -39,6 +40,77 @@ class ValKwargs:
     """Samples per validation prompt (the trainer repeats prompts; the engine returns one response per row)."""
     do_sample: bool = False
     """Sample (True) or decode greedily (False) during validation."""
+
+
+TRUNCATE_SIDES = ("left", "middle", "right")
+SANITY_CHECK_MODES = ("disable", "strict", "ignore_strippable")
+TOOL_CALL_FORMATS = ("hermes",)
+
+
+@dataclass
+class MultiTurnConfig:
+    """``rollout.multi_turn``: conversations in which the model calls tools or talks with a simulated user, the
+    trajectory built token-in/token-out and trained only on the model's tokens (docs/advance/multiturn.md)."""
+
+    enable: bool = False
+    """Run the agent loop: samples whose ``agent_name`` is ``tool_agent`` get multi-turn rollouts (the rest, and
+    samples without the column, one turn as usual). Needs ``data.return_raw_chat=true``."""
+    max_assistant_turns: int | None = None
+    """Most model turns per trajectory; null = no limit but the response budget."""
+    tool_config_path: str | None = None
+    """Tool YAML (``tools: [{class_name, config, tool_schema}]``); null = no tools."""
+    max_user_turns: int | None = None
+    """Most tool/user turns per trajectory; null = no limit but the response budget."""
+    max_parallel_calls: int = 1
+    """Tool calls run per model turn; further calls in the same turn are answered with an error message."""
+    max_tool_response_length: int = 256
+    """Longest tool response, in characters; longer ones are cut on ``tool_response_truncate_side``."""
+    tool_response_truncate_side: str = "middle"
+    """Which part of a long tool response is kept: ``left`` (the start), ``right`` (the end) or ``middle`` (both
+    ends, the middle cut)."""
+    interaction_config_path: str | None = None
+    """Interaction YAML (``interaction: [{name, class_name, config}]``); the sample's
+    ``extra_info.interaction_kwargs.name`` selects one. null = no interaction."""
+    use_inference_chat_template: bool = False
+    """Only false is supported: every turn continues from the recorded token ids (what training sees)."""
+    tokenization_sanity_check_mode: str = "strict"
+    """Compare each trajectory's incrementally built ids with a re-tokenisation of the whole conversation and count
+    the differences (``multi_turn/tokenization_mismatch``, a logged warning with the first difference):
+    ``strict`` (token for token), ``ignore_strippable`` (whitespace-only tokens ignored) or ``disable``."""
+    format: str = "hermes"
+    """Tool-call format the model writes: ``hermes`` (``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``,
+    as the Qwen2.5 / Qwen3 chat templates ask)."""
+    num_repeat_rollouts: int | None = None
+    """SGLang-only in verl (repeated rollouts per interaction); must stay null here."""
+
+    def validate(self, key: str = "actor_rollout_ref.rollout.multi_turn") -> MultiTurnConfig:
+        """Raise ``ValueError`` naming the key and the fix."""
+        if self.format not in TOOL_CALL_FORMATS:
+            raise ValueError(f"{key}.format={self.format!r}: only {list(TOOL_CALL_FORMATS)} tool calls are parsed "
+                             "(<tool_call>{json}</tool_call>, the Qwen2.5/Qwen3 format)")
+        if self.tool_response_truncate_side not in TRUNCATE_SIDES:
+            raise ValueError(f"{key}.tool_response_truncate_side={self.tool_response_truncate_side!r}: use one of "
+                             f"{list(TRUNCATE_SIDES)}")
+        if self.tokenization_sanity_check_mode not in SANITY_CHECK_MODES:
+            raise ValueError(f"{key}.tokenization_sanity_check_mode={self.tokenization_sanity_check_mode!r}: use "
+                             f"one of {list(SANITY_CHECK_MODES)}")
+        for name in ("max_assistant_turns", "max_user_turns"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{key}.{name}={value} must be >= 1 (or null for no limit)")
+        for name in ("max_parallel_calls", "max_tool_response_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{key}.{name}={getattr(self, name)} must be >= 1")
+        if self.use_inference_chat_template:
+            raise ValueError(f"{key}.use_inference_chat_template=true re-renders past turns with the chat template "
+                             "for inference, which this rollout does not do; keep it false (token-in, token-out)")
+        if self.num_repeat_rollouts is not None:
+            raise ValueError(f"{key}.num_repeat_rollouts is SGLang's; repeat prompts with rollout.n instead")
+        for name in ("tool_config_path", "interaction_config_path"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(os.path.expanduser(path)):
+                raise ValueError(f"{key}.{name}={path!r} does not exist")
+        return self
 
 
 @dataclass
@@ -113,6 +185,8 @@ class RolloutConfig:
     """Longest prompt + response the KV cache holds per sequence; ``None`` = ``prompt_length + response_length``."""
     val_kwargs: ValKwargs = field(default_factory=ValKwargs)
     """Sampling settings for validation calls (``meta_info['validate']``)."""
+    multi_turn: MultiTurnConfig = field(default_factory=MultiTurnConfig)
+    """Multi-turn rollouts with tools and interactions (the agent loop over this engine)."""
 
     def validate(self) -> RolloutConfig:
         """Raise ``ValueError`` naming the key and the fix for any bad value or impossible combination."""
@@ -166,6 +240,7 @@ class RolloutConfig:
                 f"{key}.n={self.n} with do_sample=false gives {self.n} identical greedy responses per prompt; "
                 "set do_sample=true or n=1"
             )
+        self.multi_turn.validate(f"{key}.multi_turn")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,4 +300,14 @@ def rollout_config_from_mapping(mapping: Mapping[str, Any] | RolloutConfig) -> R
             if key not in val_fields:
                 raise _unknown_key_error("actor_rollout_ref.rollout.val_kwargs", key, val_fields)
         values["val_kwargs"] = ValKwargs(**val)
+    multi = values.pop("multi_turn", None)
+    if isinstance(multi, MultiTurnConfig):
+        values["multi_turn"] = multi
+    elif multi is not None:
+        multi = _plain(multi)
+        multi_fields = [f.name for f in dataclasses.fields(MultiTurnConfig)]
+        for key in multi:
+            if key not in multi_fields:
+                raise _unknown_key_error("actor_rollout_ref.rollout.multi_turn", key, multi_fields)
+        values["multi_turn"] = MultiTurnConfig(**multi)
     return RolloutConfig(**values).validate()

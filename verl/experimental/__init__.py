@@ -1,0 +1,1 @@
+"""verl's ``verl.experimental`` paths, re-exporting this library's implementations."""
