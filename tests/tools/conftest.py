@@ -21,6 +21,7 @@ class ScriptedEngine(BaseRollout):
                                               response_length=128, calculate_log_probs=True)
         self.default_eos, self.default_pad = (tokenizer.eos_token_id,), tokenizer.pad_token_id
         self.calls = []
+        self.progress = {}
 
     def _key_and_turn(self, ids):
         text = self.tokenizer.decode(ids)
@@ -34,14 +35,14 @@ class ScriptedEngine(BaseRollout):
         for i in range(prompts.input_ids.shape[0]):
             ids = prompts.input_ids[i, -int(prompts.lengths[i]):].tolist()
             key, turn, text = self._key_and_turn(ids)
-            # continuing a turn cut by a call's length: the partial turn's tokens are already in the prefix
-            done_tokens = len(self.tokenizer(text.rsplit("<|im_start|>assistant\n", 1)[1],
-                                             add_special_tokens=False)["input_ids"])
             entry = self.script[key][turn]
             out = list(entry) if isinstance(entry, list) else self.tokenizer(entry, add_special_tokens=False)["input_ids"]
             if self.eos_after:
                 out = out + [self.tokenizer.eos_token_id]
-            out = out[done_tokens:][: request.response_length]
+            # a turn cut by a call's length goes on where it stopped
+            done = self.progress.get((key, turn), 0)
+            out = out[done:][: request.response_length]
+            self.progress[(key, turn)] = done + len(out)
             rows.append(out)
             lps.append([-0.5 - 0.01 * j for j in range(len(out))])
             info.append((key, turn))

@@ -246,9 +246,11 @@ def test_single_turn_rows_and_batches(tokenizer):
     plain = make_batch(tokenizer, ["Q-one", "Q-two"])
     del plain.non_tensor_batch["agent_name"]  # no column: verl's default single_turn_agent, the engine as is
     direct = engine.generate_sequences(plain)
+    engine.progress.clear()  # the script starts over
     out = loop.generate_sequences(plain)
     assert torch.equal(out.batch["responses"], direct.batch["responses"]) and "__num_turns__" not in out.non_tensor_batch
     mixed = make_batch(tokenizer, ["Q-one", "Q-two"], agent_name=["single_turn_agent", "tool_agent"])
+    engine.progress.clear()
     out = loop.generate_sequences(mixed)
     assert torch.equal(out.batch["prompts"][0], mixed.batch["input_ids"][0])  # the dataset's prompt, no tool list
     assert out.non_tensor_batch["__num_turns__"].tolist() == [2, 4]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,10 +105,6 @@ class MultiTurnConfig:
                              "for inference, which this rollout does not do; keep it false (token-in, token-out)")
         if self.num_repeat_rollouts is not None:
             raise ValueError(f"{key}.num_repeat_rollouts is SGLang's; repeat prompts with rollout.n instead")
-        for name in ("tool_config_path", "interaction_config_path"):
-            path = getattr(self, name)
-            if path is not None and not os.path.isfile(os.path.expanduser(path)):
-                raise ValueError(f"{key}.{name}={path!r} does not exist")
         return self
 
 
@@ -164,7 +159,7 @@ class RolloutConfig:
     native and hf engines always read the checkpoint and then take the actor's weights the same way."""
     disable_log_stats: bool = True
     """vLLM: no periodic throughput log lines."""
-    engine_kwargs: dict[str, Any] = field(default_factory=lambda: {"vllm": {}, "sglang": {}})
+    engine_kwargs: dict[str, Any] = field(default_factory=lambda: {"vllm": {}, "sglang": {}, "trtllm": {}})
     """Extra engine arguments by backend, passed as given (``engine_kwargs.vllm.swap_space=4``); they override
     the ones derived from the keys above."""
     enforce_eager: bool = False
@@ -207,7 +202,7 @@ class RolloutConfig:
         if self.load_format not in LOAD_FORMATS:
             raise ValueError(f"{key}.load_format={self.load_format!r}: use one of {list(LOAD_FORMATS)}")
         if not isinstance(self.engine_kwargs, Mapping) or any(
-                k not in ("vllm", "sglang") or not isinstance(v, Mapping | None) for k, v in self.engine_kwargs.items()):
+                k not in ("vllm", "sglang", "trtllm") or not isinstance(v, Mapping | None) for k, v in self.engine_kwargs.items()):
             raise ValueError(f"{key}.engine_kwargs={self.engine_kwargs!r}: a mapping with the groups 'vllm' and "
                              "'sglang', each a mapping of engine arguments (engine_kwargs.vllm.swap_space=4)")
         if self.name == "vllm" and not self.enable_chunked_prefill:

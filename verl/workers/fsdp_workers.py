@@ -115,6 +115,10 @@ class ActorRolloutRefWorker(Worker):
                 # no actor in this process to hand over weights: the engine reads the checkpoint itself
                 rollout_cfg = dataclasses.replace(rollout_cfg, load_format="auto")
             self.rollout = build_rollout(rollout_cfg, model_cfg.path, self.tokenizer, self.device)
+            if rollout_cfg.multi_turn.enable:  # tools / interactions: the agent loop drives the engine
+                from verl.rollout.agent import AgentLoopRollout
+
+                self.rollout = AgentLoopRollout(self.rollout, self.tokenizer, rollout_cfg)
             if cfg.rollout.free_cache_engine:
                 self.rollout.sleep()
 

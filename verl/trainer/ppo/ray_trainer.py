@@ -43,6 +43,8 @@ from verl.utils.config import to_dict
 __all__ = ["RayPPOTrainer", "Role"]
 
 GEN_KEYS = ["input_ids", "attention_mask", "position_ids"]
+# what a multi-turn rollout reads besides the prompt tensors (verl's agent-loop inputs)
+MULTI_TURN_KEYS = ["raw_prompt", "agent_name", "tools_kwargs", "interaction_kwargs", "extra_info"]
 
 
 class Role(str, Enum):
@@ -206,13 +208,14 @@ class RayPPOTrainer:
         n = self.config.actor_rollout_ref.rollout.n
         batch.non_tensor_batch["uid"] = np.array([f"{self.global_steps}-{self._gen_calls}-{i}" for i in range(len(batch))],
                                                  dtype=object)
-        gen_in = batch.select(batch_keys=GEN_KEYS, non_tensor_batch_keys=[], meta_info_keys=[])
+        gen_in = self._gen_input(batch)
         gen_in.meta_info["seed"] = self.config.trainer.seed * 1_000_003 + self._gen_calls
         with timer("gen", timing):
             out = self.actor_rollout_wg.generate_sequences(gen_in.repeat(n, interleave=True))
         metrics.update(reduce_worker_metrics(out))
         repeated = batch.repeat(n, interleave=True)
-        result = DataProto(batch=out.batch, non_tensor_batch=repeated.non_tensor_batch)
+        result = DataProto(batch=out.batch, non_tensor_batch={**repeated.non_tensor_batch, **out.non_tensor_batch})
+        metrics.update(self._multi_turn_metrics(result))
         if self.config.algorithm.adv_estimator == "remax":
             with timer("gen_max", timing):
                 gen_in.meta_info["do_sample"] = False
@@ -222,6 +225,22 @@ class RayPPOTrainer:
             result.batch["reward_baselines"] = baseline.sum(-1).repeat_interleave(n)
         self._gen_calls += 1
         return result
+
+    def _gen_input(self, batch: DataProto) -> DataProto:
+        """The prompt tensors, plus the columns and chat-template settings a multi-turn rollout reads."""
+        multi_turn = self.config.actor_rollout_ref.rollout.multi_turn.enable
+        keys = [k for k in MULTI_TURN_KEYS if k in batch.non_tensor_batch] if multi_turn else []
+        gen_in = batch.select(batch_keys=GEN_KEYS, non_tensor_batch_keys=keys, meta_info_keys=[])
+        if multi_turn and self.config.data.apply_chat_template_kwargs:
+            gen_in.meta_info["apply_chat_template_kwargs"] = dict(self.config.data.apply_chat_template_kwargs)
+        return gen_in
+
+    def _multi_turn_metrics(self, batch: DataProto, prefix: str = "") -> dict[str, float]:
+        if not self.config.actor_rollout_ref.rollout.multi_turn.enable:
+            return {}
+        from verl.rollout.agent.trajectory import multi_turn_metrics
+
+        return multi_turn_metrics(batch.non_tensor_batch, prefix)
 
     def _score(self, batch: DataProto, validate: bool = False) -> tuple[torch.Tensor, dict[str, list]]:
         """Token-level scores: the reward model's (if enabled) plus the reward function's."""
@@ -343,26 +362,31 @@ class RayPPOTrainer:
         if self.val_dataloader is None:
             return {}
         n = self.config.actor_rollout_ref.rollout.val_kwargs.n
-        sources, uids, scores, preds = [], [], [], []
+        sources, uids, scores, preds, gens = [], [], [], [], []
         for k, batch_dict in enumerate(self.val_dataloader):
             batch = DataProto.from_single_dict(batch_dict)
             batch.non_tensor_batch["uid"] = np.array([f"val-{k}-{i}" for i in range(len(batch))], dtype=object)
             batch = batch.repeat(n, interleave=True)
-            gen_in = batch.select(batch_keys=GEN_KEYS, non_tensor_batch_keys=[], meta_info_keys=[])
+            gen_in = self._gen_input(batch)
             gen_in.meta_info.update({"validate": True, "seed": self.config.trainer.seed * 1_000_003 - 1 - k})
             out = self.actor_rollout_wg.generate_sequences(gen_in)
-            gen = DataProto(batch=out.batch, non_tensor_batch=batch.non_tensor_batch)
+            gen = DataProto(batch=out.batch, non_tensor_batch={**batch.non_tensor_batch, **out.non_tensor_batch})
             token_scores, extra = self._score(gen, validate=True)
             seq_scores = token_scores.sum(-1)
             sources += [str(s) for s in gen.non_tensor_batch.get("data_source", ["unknown"] * len(gen))]
             uids += list(gen.non_tensor_batch["uid"])
             scores += seq_scores.tolist()
             preds += [str(p) for p in extra.get("pred", [None] * len(gen))]
+            if self.config.actor_rollout_ref.rollout.multi_turn.enable:
+                gens.append(gen)
             if self.config.trainer.validation_data_dir:
                 batch_ops.dump_generations(self.config.trainer.validation_data_dir, f"val_{self.global_steps}",
                                            self.tokenizer, gen, seq_scores)
         has_preds = any(p != "None" for p in preds)
-        return process_validation_metrics(sources, uids, scores, preds if has_preds else None)
+        metrics = process_validation_metrics(sources, uids, scores, preds if has_preds else None)
+        if gens:  # multi-turn: val-aux/num_turns/*, tool calls and failures
+            metrics.update(self._multi_turn_metrics(DataProto.concat(gens), prefix="val-aux/"))
+        return metrics
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
