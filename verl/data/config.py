@@ -11,7 +11,7 @@ from typing import Any
 
 from verl.utils.config import from_mapping
 
-__all__ = ["TRUNCATION_MODES", "CustomClassConfig", "DataConfig"]
+__all__ = ["TRUNCATION_MODES", "CustomClassConfig", "DataConfig", "SamplerConfig"]
 
 TRUNCATION_MODES = ("error", "left", "right", "middle")
 
@@ -24,6 +24,16 @@ class CustomClassConfig:
     """Python file defining the class."""
     name: str | None = None
     """Class name; it is built as ``cls(data_files, tokenizer, config, processor)``."""
+
+
+@dataclass
+class SamplerConfig:
+    """A user sampler (``data.sampler.*``) used instead of the seeded shuffling sampler."""
+
+    class_path: str | None = None
+    """Python file (or module path) defining the class."""
+    class_name: str | None = None
+    """Class name; it is built as ``cls(data_source=dataset, data_config=data)``."""
 
 
 @dataclass
@@ -81,6 +91,22 @@ class DataConfig:
     """Column of images for vision-language data (not supported by :class:`RLHFDataset`: such rows raise)."""
     custom_cls: CustomClassConfig = field(default_factory=CustomClassConfig)
     """A user dataset class to use instead of :class:`RLHFDataset`."""
+    gen_batch_size: int | None = None
+    """Prompts per generation batch (DAPO): with ``algorithm.filter_groups.enable`` the trainer generates
+    batches of this many prompts until ``train_batch_size`` prompt groups with varied rewards are kept; without
+    it, each step trains on the first ``train_batch_size`` prompts of one such batch. None = ``train_batch_size``."""
+    use_shm: bool = False
+    """Copy data files to shared memory first (not available: files are read from local disk)."""
+    video_key: str = "videos"
+    """Column of videos for vision-language data (not supported: such rows raise, as images do)."""
+    image_patch_size: int = 14
+    """Vision-language processor patch size (read only for image/video rows, which are not supported)."""
+    return_multi_modal_inputs: bool = True
+    """Return processed multi-modal inputs (vision-language data; not supported)."""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """A user sampler class for the training data (curriculum learning; not available: must stay null)."""
+    datagen: CustomClassConfig = field(default_factory=CustomClassConfig)
+    """A dynamic data generator (not available: ``path``/``name`` must stay null)."""
 
     def __post_init__(self) -> None:
         if self.truncation not in TRUNCATION_MODES:

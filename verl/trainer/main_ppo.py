@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from verl.trainer.config import (
     PPOConfig,
+    dump_yaml,
     format_help,
     load_config,
     resolve_device,
@@ -21,6 +22,7 @@ from verl.trainer.config import (
     validate_config,
     world_size,
 )
+from verl.utils.cli import parse_command_line
 from verl.utils.config import ConfigError
 
 # verl's names for the dataset and sampler builders (implemented in verl.data)
@@ -40,12 +42,15 @@ def start_ray(config: PPOConfig) -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     procs = world_size(config)
     threads = max(1, (os.cpu_count() or 1) // procs) if resolve_device(config) == "cpu" else 1
-    env = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads), "RAY_AUTH_MODE": "disabled"}
-    address = config.ray_init.address or os.environ.get("RAY_ADDRESS")
+    env = {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads), "RAY_AUTH_MODE": "disabled",
+           # the workers' torch.distributed timeout (verl's actor_rollout_ref.nccl_timeout)
+           "VERL_DIST_INIT_TIMEOUT_S": str(config.actor_rollout_ref.nccl_timeout)}
+    ray_init = config.ray_kwargs.ray_init  # follows ray_init.* unless set
+    address = ray_init.address or config.ray_init.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
     else:
-        num_cpus = config.ray_init.num_cpus or max(procs, os.cpu_count() or 1)
+        num_cpus = ray_init.num_cpus or config.ray_init.num_cpus or max(procs, os.cpu_count() or 1)
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
     return True
 
@@ -96,6 +101,10 @@ def run_ppo(config: PPOConfig) -> dict[str, float]:
         return trainer.fit()
     finally:
         trainer.shutdown()
+        if mode == "ray" and config.ray_kwargs.timeline_json_file:
+            import ray
+
+            ray.timeline(filename=config.ray_kwargs.timeline_json_file)
         if started:
             import ray
 
@@ -109,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         config = load_config(argv)
+        if parse_command_line(argv).cfg:  # Hydra's --cfg job: print the composed, checked config; start nothing
+            validate_config(config, check_environment=False)
+            print(dump_yaml(config), end="")
+            return 0
         run_ppo(config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

@@ -1,25 +1,51 @@
-"""Command lines of the form ``python -m verl.trainer.<entry> a.b=c x.y=[1,2] +free.form=v ...``.
+"""Command lines of the form ``python -m verl.trainer.<entry> a.b=c x.y=[1,2] +free.form=v ~a.b ...``.
 
-Shared by every entry point (``main_ppo``, ``fsdp_sft_trainer``, ``main_generation``, ``main_eval``):
-``--config-path DIR --config-name NAME`` reads ``DIR/NAME.yaml`` first (verl/Hydra style); ``key=value``
-arguments override it. Values parse as YAML (numbers, booleans, ``null``, ``[a,b]`` lists; ``3e-6`` is a
-float). The result is merged over the dataclass defaults, ``${a.b}`` interpolations are resolved, and
-:func:`verl.utils.config.from_mapping` checks it: an unknown key or a wrong type is a :class:`ConfigError`
-naming the key. ``+key=value`` (Hydra's "add a key") is accepted inside mapping-typed keys.
+Shared by every entry point (``main_ppo``, ``fsdp_sft_trainer``, ``main_generation``, ``main_eval``), with
+Hydra's conventions as verl's entry points have them:
+
+- ``--config-path DIR --config-name NAME`` composes ``DIR/NAME.yaml`` and its ``defaults:`` list
+  (:mod:`verl.utils.config_compose`); verl's own config names (``ppo_trainer``, ``sft_trainer``, ...) are this
+  library's built-in defaults.
+- ``key=value`` sets a key; ``+key=value`` adds one (inside free-form mappings such as
+  ``model.override_config``; on a key the schema already has it simply sets it); ``++key=value`` sets or adds;
+  ``~key`` (or ``~key=value``) removes a key: a free-form entry disappears, a schema key returns to its default.
+- ``group=option`` / ``group@package=option`` select a config group option, as verl's ``optim=fsdp``.
+- ``--cfg job`` (also ``all``) prints the composed, checked config as YAML and exits without starting anything;
+  ``--resolve`` is accepted (the printed config is always resolved).
+
+Values parse as YAML (numbers, booleans, ``null``, ``[a,b]`` lists; ``3e-6`` is a float). The result is merged
+over the dataclass defaults, ``${a.b}`` interpolations are resolved (verl's derived defaults are such
+interpolations, see ``derived_defaults``), and :func:`verl.utils.config.from_mapping` checks it: an unknown key
+or a wrong type is a :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
-import os
+import copy
+import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from verl.utils.config import ConfigError, from_mapping, iter_fields, to_dict
 
-__all__ = ["format_cli_help", "load_cli_config", "parse_cli_config", "parse_overrides"]
+__all__ = ["CommandLine", "format_cli_help", "load_cli_config", "parse_cli_config", "parse_command_line",
+           "parse_overrides", "print_config_and_exit"]
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class CommandLine:
+    """One parsed command line."""
+
+    overrides: list[tuple[str, str, Any]] = dataclasses.field(default_factory=list)
+    """``(op, dotted key, value)`` in order; op is ``set``, ``add`` (``+``), ``force`` (``++``), ``delete`` (``~``)
+    or ``group`` (``group=option`` selections, checked by :func:`verl.utils.config_compose.check_group_option`)."""
+    config_path: str | None = None
+    config_name: str | None = None
+    cfg: str | None = None
+    """``job`` / ``all`` / ``hydra`` from ``--cfg``: print the config and exit."""
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:
@@ -49,66 +75,159 @@ def _parse_value(raw: str) -> Any:
     return value
 
 
-def _flag_value(args: list[str], i: int, flag: str) -> tuple[str, int]:
-    if args[i] == flag:
-        if i + 1 >= len(args):
-            raise ConfigError(f"{flag} needs a value")
-        return args[i + 1], i + 1
-    return args[i].split("=", 1)[1], i
+_FLAGS_WITH_VALUE = ("--config-path", "--config-name", "--config-dir", "--cfg", "--package", "-cp", "-cn", "-c", "-p")
+_FLAG_NAMES = {"-cp": "--config-path", "-cn": "--config-name", "-c": "--cfg", "-p": "--package"}
 
 
-def parse_overrides(argv: Sequence[str]) -> tuple[dict[str, Any], str | None]:
-    """``(nested overrides, YAML file or None)`` from ``key=value`` arguments and ``--config-path/--config-name``."""
-    overrides: dict[str, Any] = {}
-    config_path = config_name = None
+def parse_command_line(argv: Sequence[str]) -> CommandLine:
+    """Split ``argv`` into Hydra-style flags and ordered overrides (nothing is applied yet)."""
+    line = CommandLine()
     args = list(argv)
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == "--config-path" or arg.startswith("--config-path="):
-            config_path, i = _flag_value(args, i, "--config-path")
-        elif arg == "--config-name" or arg.startswith("--config-name="):
-            config_name, i = _flag_value(args, i, "--config-name")
+        flag = next((f for f in _FLAGS_WITH_VALUE if arg == f or arg.startswith(f + "=")), None)
+        if flag:
+            if arg == flag:
+                if i + 1 >= len(args):
+                    raise ConfigError(f"{flag} needs a value")
+                value, i = args[i + 1], i + 1
+            else:
+                value = arg.split("=", 1)[1]
+            flag = _FLAG_NAMES.get(flag, flag)
+            value = value.strip("'\"")
+            if flag == "--config-path":
+                line.config_path = value
+            elif flag == "--config-name":
+                line.config_name = value
+            elif flag == "--cfg":
+                if value not in ("job", "all", "hydra"):
+                    raise ConfigError(f"--cfg {value}: use job (the config), all or hydra")
+                line.cfg = value
+            elif flag == "--config-dir":
+                raise ConfigError("--config-dir (an extra search directory) is not supported; put the file in "
+                                  "--config-path or name it by path")
+            # --package: only meaningful with --cfg in Hydra; the whole config is printed here
+        elif arg in ("--resolve", "--multirun", "-m") or arg.startswith("--hydra-help"):
+            if arg in ("--multirun", "-m"):
+                raise ConfigError(f"{arg}: Hydra multirun sweeps are not supported; run one command per setting")
         elif arg.startswith("~"):
-            raise ConfigError(f"{arg!r}: deleting keys is not supported; set the key to null instead")
+            key = arg[1:].split("=", 1)[0]
+            _check_key(key, arg)
+            line.overrides.append(("delete", key, None))
         elif "=" not in arg or arg.startswith("="):
             raise ConfigError(f"cannot parse argument {arg!r}: overrides look like key=value (see --help)")
         else:
             key, raw = arg.split("=", 1)
+            op = "force" if key.startswith("++") else "add" if key.startswith("+") else "set"
             key = key.lstrip("+")
-            if not key or any(not part for part in key.split(".")):
-                raise ConfigError(f"bad config key {key!r} in {arg!r}")
-            node = overrides
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise ConfigError(f"{key}: {part} was already given a value, it cannot also be a section")
-            node[leaf] = _parse_value(raw)
+            if "@" in key or "/" in key:
+                line.overrides.append(("group", key, raw))
+                i += 1
+                continue
+            _check_key(key, arg)
+            line.overrides.append((op, key, _parse_value(raw)))
         i += 1
-    if config_path and not config_name:
+    if line.config_path and not line.config_name:
         raise ConfigError("--config-path needs --config-name (the YAML file's name)")
+    return line
+
+
+def _check_key(key: str, arg: str) -> None:
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"bad config key {key!r} in {arg!r}")
+
+
+def parse_overrides(argv: Sequence[str]) -> tuple[dict[str, Any], str | None]:
+    """``(nested overrides, YAML file or None)``: the ``key=value`` arguments as one nested dict (no deletes)."""
+    import os
+
+    line = parse_command_line(argv)
+    nested: dict[str, Any] = {}
+    for op, key, value in line.overrides:
+        if op in ("set", "add", "force"):
+            _set(nested, key.split("."), value, key)
     yaml_file = None
-    if config_name:
-        name = config_name if config_name.endswith((".yaml", ".yml")) else config_name + ".yaml"
-        yaml_file = os.path.join(config_path or ".", name)
-    return overrides, yaml_file
+    if line.config_name:
+        name = line.config_name if line.config_name.endswith((".yaml", ".yml")) else line.config_name + ".yaml"
+        yaml_file = os.path.join(line.config_path or ".", name)
+    return nested, yaml_file
+
+
+def _set(tree: dict, parts: list[str], value: Any, key: str) -> None:
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} was already given a value, it cannot also be a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _apply(tree: dict, defaults: dict, line: CommandLine) -> dict:
+    """The command line's overrides applied in order to ``tree`` (``defaults``: what ``~key`` returns to)."""
+    from verl.utils.config_compose import FSDP_OPTIONS, check_group_option
+
+    tree = copy.deepcopy(tree)
+    for op, key, value in line.overrides:
+        parts = key.split(".")
+        if op == "group":
+            check_group_option(key, value)
+            continue
+        known = _get(defaults, parts)
+        if op == "set" and isinstance(value, str) and (isinstance(known, dict) or (
+                known is _MISSING and len(parts) == 1 and key in FSDP_OPTIONS)):
+            check_group_option(key, value)  # `optim=fsdp`: a group selection, not a value for a section
+            continue
+        if op == "delete":
+            parent = _get(tree, parts[:-1])
+            if not isinstance(parent, dict) or parts[-1] not in parent:
+                raise ConfigError(f"~{key}: there is no such key to remove")
+            default = _get(defaults, parts)
+            if default is _MISSING:
+                del parent[parts[-1]]
+            else:
+                parent[parts[-1]] = copy.deepcopy(default)
+            continue
+        _set(tree, parts, value, key)
+    return tree
+
+
+_MISSING = object()
+
+
+def _get(tree: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+def _defaults_tree(cls: type) -> dict:
+    """``to_dict(cls())`` with verl's derived defaults written as interpolations (``derived_defaults`` of ``cls``:
+    ``{key: source key}``): a key the user does not set follows its source, as in verl's YAML."""
+    tree = to_dict(cls())
+    for key, source in getattr(cls, "derived_defaults", {}).items():
+        _set(tree, key.split("."), "${" + source + "}", key)
+    return tree
 
 
 def load_cli_config(cls: type[T], argv: Sequence[str] = ()) -> T:
-    """The typed config: ``cls`` defaults, then the YAML file (if any), then the command-line overrides."""
-    overrides, yaml_file = parse_overrides(argv)
-    values: dict[str, Any] = {}
-    if yaml_file:
-        import yaml
+    """The typed config: ``cls`` defaults, then the composed YAML file (if any), then the command-line overrides."""
+    return _load(cls, parse_command_line(argv))
 
-        if not os.path.isfile(yaml_file):
-            raise ConfigError(f"config file {yaml_file} does not exist (from --config-path/--config-name)")
-        with open(yaml_file) as f:
-            values = yaml.safe_load(f) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{yaml_file} must hold a mapping of config sections")
-    merged = _deep_merge(_deep_merge(to_dict(cls()), values), overrides)
+
+def _load(cls: type[T], line: CommandLine) -> T:
+    from verl.utils.config_compose import compose
+
+    defaults = _defaults_tree(cls)
+    merged = defaults
+    if line.config_name:
+        merged = _deep_merge(defaults, compose(line.config_path, line.config_name, getattr(cls, "config_names", ())))
+    merged = _apply(merged, defaults, line)
     if _has_interpolation(merged):
         merged = _resolve_interpolations(merged)
     return from_mapping(cls, merged)
@@ -123,13 +242,10 @@ def _has_interpolation(value: Any) -> bool:
 
 
 def _resolve_interpolations(merged: dict) -> dict:
-    """``${a.b}`` references resolved by omegaconf (imported only here: a config without any needs none)."""
-    try:
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-    except ImportError:
-        raise ConfigError("the config uses ${...} interpolations, which need omegaconf: pip install omegaconf, "
-                          "or write the values out") from None
+    """``${a.b}``, ``${oc.select:a.b,default}``, ``${oc.env:VAR}`` resolved by omegaconf."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         return OmegaConf.to_container(OmegaConf.create(merged), resolve=True)
     except OmegaConfBaseException as err:
@@ -142,23 +258,41 @@ def format_cli_help(cls: type, usage: str, description: str = "") -> str:
     if description:
         lines += [description.strip(), ""]
     lines.append("Keys (default) and meaning:")
+    derived = getattr(cls, "derived_defaults", {})
     section = None
     for key, default, doc in iter_fields(cls):
         top = key.split(".")[0] if "." in key else ""
         if top != section:
             section = top
             lines.append(f"\n[{top}]" if top else "")
-        lines.append(f"  {key} = {default!r}")
+        shown = f"${{{derived[key]}}}" if key in derived else repr(default)
+        lines.append(f"  {key} = {shown}")
         if doc:
             lines.append(f"      {doc}")
     return "\n".join(lines)
 
 
-def parse_cli_config(cls: type[T], argv: Sequence[str] | None, prog: str, description: str = "") -> T:
+def print_config_and_exit(config: Any) -> None:
+    """What ``--cfg job`` does: the composed, checked config as YAML on stdout, then exit 0."""
+    import yaml
+
+    print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+    raise SystemExit(0)
+
+
+def parse_cli_config(cls: type[T], argv: Sequence[str] | None, prog: str, description: str = "",
+                     check: Callable[[T], Any] | None = None) -> T:
     """Build ``cls`` from the command line (``sys.argv[1:]`` when ``argv`` is None); ``-h``/``--help`` prints
-    the keys and exits 0."""
+    the keys and exits 0; ``--cfg job`` prints the config after ``check`` (if given) and exits 0."""
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
-        print(format_cli_help(cls, f"usage: {prog} [--config-path DIR --config-name NAME] key=value ...", description))
+        print(format_cli_help(cls, f"usage: {prog} [--config-path DIR --config-name NAME] [--cfg job] key=value ...",
+                              description))
         raise SystemExit(0)
-    return load_cli_config(cls, args)
+    line = parse_command_line(args)
+    config = _load(cls, line)
+    if line.cfg:
+        if check is not None:
+            check(config)
+        print_config_and_exit(config)
+    return config

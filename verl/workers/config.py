@@ -12,6 +12,17 @@ from typing import Any
 
 from verl.reward.config import OverlongBufferConfig
 from verl.rollout.config import RolloutConfig
+from verl.utils.profiler.config import ProfilerConfig
+from verl.workers.config_sections import (
+    CheckpointEngineConfig,
+    FusedKernelOptions,
+    MtpConfig,
+    PrometheusConfig,
+    RouterReplayConfig,
+    TiledMLPConfig,
+    TraceConfig,
+    WrapPolicyConfig,
+)
 
 __all__ = [
     "ActorConfig",
@@ -60,6 +71,37 @@ class FSDPConfig:
     """Dtype of the master weights the optimizer updates (``fp32`` for training; ``bf16`` for reference models)."""
     mixed_precision: MixedPrecisionConfig = field(default_factory=MixedPrecisionConfig)
     """Compute and reduction dtypes on accelerators."""
+    wrap_policy: WrapPolicyConfig = field(default_factory=WrapPolicyConfig)
+    """Which modules are sharded as units (each decoder layer, then the root)."""
+    offload_policy: bool = False
+    """FSDP2's ``CPUOffloadPolicy``: parameters, gradients and the optimizer step stay on CPU during training."""
+    forward_prefetch: bool = False
+    """Issue the next decoder layer's all-gather before the current layer's forward runs (FSDP2 explicit
+    forward prefetch); speed only."""
+    use_orig_params: bool = False
+    """An FSDP1 option; FSDP2 (used here, as verl's ``strategy=fsdp2``) always keeps the original parameters,
+    so both values behave the same."""
+    seed: int = 42
+    """Seed of the weights a checkpoint does not contain (e.g. the critic's value head)."""
+    full_determinism: bool = False
+    """``torch.use_deterministic_algorithms(True)`` in the worker (bitwise-reproducible kernels, slower)."""
+    ulysses_sequence_parallel_size: int = 1
+    """Ulysses sequence parallelism of this engine (see the role's ``ulysses_sequence_parallel_size``)."""
+    entropy_from_logits_with_chunking: bool = False
+    """Compute entropy from logits in row chunks. This engine's log-prob/entropy kernel always works in row
+    chunks, so both values behave the same."""
+    use_torch_compile: bool = True
+    """verl compiles its entropy-from-logits function with ``torch.compile``; this engine's training forward is
+    not compiled, so both values behave the same (default: the role's ``use_torch_compile``)."""
+    entropy_checkpointing: bool = False
+    """Recompute the entropy in backward instead of keeping activations. This engine's kernel always recomputes
+    softmax in backward, so both values behave the same."""
+    forward_only: bool = False
+    """The engine only runs forwards (true for the reference model, false for trained models)."""
+    strategy: str = "fsdp"
+    """``fsdp`` or ``fsdp2`` (both FSDP2 here)."""
+    dtype: str = "bfloat16"
+    """verl's engine compute dtype; here ``mixed_precision.param_dtype`` sets it (only ``bfloat16`` is accepted)."""
 
 
 @dataclass
@@ -72,8 +114,20 @@ class OptimConfig:
     """Linear warm-up steps; -1 = use ``lr_warmup_steps_ratio``."""
     lr_warmup_steps_ratio: float = 0.0
     """Warm-up as a fraction of the total training steps (when ``lr_warmup_steps`` is -1)."""
-    warmup_style: str = "constant"
+    lr_scheduler_type: str = "constant"
     """Schedule after warm-up: ``constant`` or ``cosine``."""
+    warmup_style: str | None = None
+    """Deprecated spelling of ``lr_scheduler_type`` (verl); when set it wins."""
+    lr_decay_style: str | None = None
+    """Megatron's spelling of ``lr_scheduler_type``; when set (and ``warmup_style`` is not) it wins."""
+    optimizer: str = "AdamW"
+    """Optimizer class name in ``optimizer_impl`` (``AdamW``, ``Adam``, ``SGD``, ...)."""
+    optimizer_impl: str = "torch.optim"
+    """Module the optimizer class is imported from."""
+    override_optimizer_config: dict[str, Any] | None = None
+    """Extra keyword arguments of the optimizer's constructor."""
+    clip_grad: float = 1.0
+    """Clip the global gradient norm to this value (default: the section's ``grad_clip``)."""
     min_lr_ratio: float = 0.0
     """Cosine schedule floor as a fraction of ``lr``."""
     num_cycles: float = 0.5
@@ -96,6 +150,8 @@ class CheckpointConfig:
     """Parts to save: ``model``, ``optimizer``, ``extra`` (LR schedule, RNG) and ``hf_model`` (a transformers directory)."""
     load_contents: list[str] = field(default_factory=lambda: ["model", "optimizer", "extra"])
     """Parts to restore on resume."""
+    async_save: bool = False
+    """Save in the background (not available: checkpoints are written synchronously, then published atomically)."""
 
 
 @dataclass
@@ -118,6 +174,12 @@ class HFModelConfig:
     """Pack sequences without padding for forward passes (results equal the padded computation)."""
     attn_implementation: str = "sdpa"
     """transformers attention implementation: ``sdpa``, ``eager`` or ``flash_attention_2`` when installed."""
+    use_shm: bool = False
+    """Copy the model to shared memory first (not available: models load from local disk)."""
+    enable_activation_offload: bool = False
+    """Offload activations to CPU during training (not available: use gradient checkpointing)."""
+    tiled_mlp: TiledMLPConfig = field(default_factory=TiledMLPConfig)
+    """Tiled MLP (not available)."""
 
 
 @dataclass
@@ -126,6 +188,17 @@ class ModelConfig(HFModelConfig):
 
     custom_chat_template: str | None = None
     """A Jinja chat template replacing the tokenizer's."""
+    hf_config_path: str | None = None
+    """A directory whose ``config.json`` replaces the model's (None = ``path``)."""
+    use_liger: bool = False
+    """Liger kernels (not integrated here; the log-prob kernel already avoids materialising fp32 logits)."""
+    use_fused_kernels: bool = False
+    """verl's fused log-prob/entropy kernels. This engine always computes log-probs and entropy with its own
+    memory-lean kernel (row-chunked, recomputed in backward), so both values behave the same."""
+    fused_kernel_options: FusedKernelOptions = field(default_factory=FusedKernelOptions)
+    """Backend of the fused kernels (``torch`` or ``triton``; see ``use_fused_kernels``)."""
+    mtp: MtpConfig = field(default_factory=MtpConfig)
+    """Multi-token prediction (not available)."""
     lora_rank: int = 0
     """LoRA rank: > 0 trains peft LoRA adapters of this rank on the policy (base weights frozen, no optimizer state
     for them; the reference is the base with adapters disabled; the rollout gets merged weights); 0 = full
@@ -203,8 +276,44 @@ class ActorConfig:
     tis_imp_ratio_cap: float = -1.0
     """Truncated importance sampling cap for rollout/trainer log-prob mismatch; -1 = off (needs calculate_log_probs)."""
     use_torch_compile: bool = True
-    """Accepted for verl compatibility; the actor does not compile anything yet (the native rollout compiles
-    its own decode step on GPUs)."""
+    """verl compiles its entropy-from-logits function; this engine's training forward is not compiled, so both
+    values behave the same (the native rollout's decode-step compile is ``rollout.enforce_eager``)."""
+    rollout_n: int = 1
+    """verl's copy of ``rollout.n`` (follows it; another value is refused)."""
+    ppo_micro_batch_size: int | None = None
+    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    tau_pos: float = 1.0
+    """SAPO loss temperature for positive advantages (read only by ``policy_loss.loss_mode=sapo``)."""
+    tau_neg: float = 1.05
+    """SAPO loss temperature for negative advantages (read only by ``policy_loss.loss_mode=sapo``)."""
+    freeze_vision_tower: bool = False
+    """Freeze a vision-language model's vision tower (vision-language models are not supported)."""
+    loss_scale_factor: float | None = None
+    """A constant loss divisor instead of the token/sequence count (not available; None)."""
+    calculate_entropy: bool = False
+    """Compute the entropy (``actor/entropy``) every step even when ``entropy_metric_interval`` would skip it."""
+    use_prefix_grouper: bool = False
+    """Share the prompt's forward across its ``n`` responses in training (not available)."""
+    data_loader_seed: int = 42
+    """Seed of the mini-batch shuffling (``shuffle=true``)."""
+    use_fused_kernels: bool = False
+    """Follows ``model.use_fused_kernels``."""
+    profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
+    """Profiling of this role (``global_profiler`` chooses the tool and steps)."""
+    router_replay: RouterReplayConfig = field(default_factory=RouterReplayConfig)
+    """MoE router replay (not available)."""
+    ulysses_sequence_parallel_size: int = 1
+    """Ulysses sequence-parallel degree."""
+    entropy_from_logits_with_chunking: bool = False
+    """See ``fsdp_config.entropy_from_logits_with_chunking`` (always chunked here)."""
+    entropy_checkpointing: bool = False
+    """See ``fsdp_config.entropy_checkpointing`` (always recomputed in backward here)."""
+    use_remove_padding: bool = True
+    """Follows ``model.use_remove_padding`` (set that key; a different value here is refused)."""
+    calculate_sum_pi_squared: bool = False
+    """The sum of squared token probabilities for the optimal-baseline estimator (not available)."""
+    sum_pi_squared_checkpointing: bool = False
+    """Recompute it in backward (with ``calculate_sum_pi_squared``)."""
     policy_loss: PolicyLossConfig = field(default_factory=PolicyLossConfig)
     """Policy loss choice and its parameters."""
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -225,8 +334,26 @@ class RefConfig:
     """Pack those forwards by ``log_prob_max_token_len_per_gpu`` tokens instead."""
     log_prob_max_token_len_per_gpu: int = 16384
     """Token budget of one forward with dynamic batch size."""
-    fsdp_config: FSDPConfig = field(default_factory=lambda: FSDPConfig(param_offload=False))
+    fsdp_config: FSDPConfig = field(default_factory=lambda: FSDPConfig(param_offload=False, forward_only=True))
     """Sharding and offload of the reference model."""
+    rollout_n: int = 1
+    """verl's copy of ``rollout.n`` (follows it)."""
+    strategy: str = "fsdp"
+    """Backend (follows ``actor.strategy``)."""
+    use_torch_compile: bool = True
+    """Follows ``actor.use_torch_compile`` (same meaning)."""
+    log_prob_micro_batch_size: int | None = None
+    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
+    """Profiling of this role."""
+    router_replay: RouterReplayConfig = field(default_factory=RouterReplayConfig)
+    """MoE router replay (not available)."""
+    ulysses_sequence_parallel_size: int = 1
+    """Ulysses sequence-parallel degree (follows the actor's)."""
+    entropy_from_logits_with_chunking: bool = False
+    """As the actor's (always chunked here)."""
+    entropy_checkpointing: bool = False
+    """As the actor's (always recomputed here)."""
 
 
 @dataclass
@@ -241,6 +368,49 @@ class WorkerRolloutConfig(RolloutConfig):
     """Token budget of one forward with dynamic batch size."""
     tensor_model_parallel_size: int = 1
     """Ranks one rollout replica spans; this engine runs one full replica per rank (only 1 is supported)."""
+    log_prob_micro_batch_size: int | None = None
+    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
+    """Profiling of generation (follows the actor's profiler: they share the process)."""
+    cudagraph_capture_sizes: list[int] | None = None
+    """vLLM: decode batch sizes captured in CUDA graphs (passed to vLLM's compilation config); None = vLLM's
+    choice. The native engine captures up to ``cuda_graph_max_batch_size``."""
+    data_parallel_size: int = 1
+    """Data-parallel replicas inside one rollout server (servers are not used here: one replica per rank)."""
+    expert_parallel_size: int = 1
+    """Expert parallelism of the rollout engine (MoE; not available)."""
+    pipeline_model_parallel_size: int = 1
+    """Pipeline parallelism of the rollout engine (not available)."""
+    logprobs_mode: str = "processed_logprobs"
+    """What ``rollout_log_probs`` hold: ``processed_logprobs`` (log-softmax of the temperature-scaled logits, as
+    the trainer computes them); raw modes are not available."""
+    scheduling_policy: str = "fcfs"
+    """Request scheduling of the engine (first come, first served)."""
+    over_sample_rate: float = 0
+    """Abort the slowest fraction of requests of a batch (not available: 0)."""
+    multi_stage_wake_up: bool = False
+    """Wake a sleeping engine weights-first, then the KV cache (vLLM memory option; not available)."""
+    checkpoint_engine: CheckpointEngineConfig = field(default_factory=CheckpointEngineConfig)
+    """How weights reach the engine."""
+    trace: TraceConfig = field(default_factory=TraceConfig)
+    """Rollout tracing (not available)."""
+    skip_rollout: bool = False
+    """Replay dumped rollouts instead of generating (not available)."""
+    skip_dump_dir: str = "/tmp/rollout_dump"
+    """Dump folder of ``skip_rollout``."""
+    skip_tokenizer_init: bool = True
+    """Start the engine without a tokenizer (token ids in and out). The engines here always exchange token ids;
+    vLLM's tokenizer is loaded for its stop tokens, so both values behave the same."""
+    enable_rollout_routing_replay: bool = False
+    """Record MoE routing in the rollout for router replay (not available)."""
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    """Rollout-server metrics (not available)."""
+    quantization: str | None = None
+    """Quantised rollout weights (e.g. ``fp8``; not available)."""
+    quantization_config_file: str | None = None
+    """Quantisation config (with ``quantization``)."""
+    mtp: MtpConfig = field(default_factory=MtpConfig)
+    """Speculative decoding with MTP heads (follows ``model.mtp``; not available)."""
     layered_summon: bool = False
     """verl: gather a LoRA actor's shards for the rollout layer by layer. The weight sync here always gathers one
     tensor at a time (less memory than one layer), so both values behave the same: that finer gather."""
@@ -260,6 +430,9 @@ class ActorRolloutRefConfig:
     """The reference policy."""
     rollout: WorkerRolloutConfig = field(default_factory=WorkerRolloutConfig)
     """Generation."""
+    nccl_timeout: int = 600
+    """Seconds a collective (and the process group's creation) may wait before failing (the workers'
+    ``torch.distributed`` timeout; gloo on CPU, nccl on GPUs)."""
 
 
 @dataclass
@@ -308,6 +481,78 @@ class CriticConfig:
     """How the value loss is aggregated."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoint contents."""
+    rollout_n: int = 1
+    """verl's copy of ``rollout.n`` (follows it)."""
+    ppo_micro_batch_size: int | None = None
+    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    forward_micro_batch_size: int | None = None
+    """Deprecated global forward micro-batch size; refused with the per-GPU value to use instead."""
+    data_loader_seed: int = 42
+    """Seed of the mini-batch shuffling (``shuffle=true``)."""
+    profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
+    """Profiling of this role."""
+    ulysses_sequence_parallel_size: int = 1
+    """Ulysses sequence-parallel degree."""
+
+
+@dataclass
+class SandboxFusionConfig:
+    """verl's remote code sandbox (``reward_model.sandbox_fusion``)."""
+
+    url: str | None = None
+    """Service URL; None = code rewards run in this library's local sandbox."""
+    max_concurrent: int = 64
+    """Concurrent requests to the service."""
+    memory_limit_mb: int = 1024
+    """Memory limit per execution."""
+
+
+@dataclass
+class RewardRolloutConfig:
+    """The rollout engine of a generative reward model (``reward_model.rollout``; not available)."""
+
+    name: str | None = None
+    """Engine name; only unset (verl's ``???``) is accepted."""
+    dtype: str = "bfloat16"
+    """Engine dtype."""
+    gpu_memory_utilization: float = 0.5
+    """Memory fraction."""
+    enforce_eager: bool = True
+    """No CUDA graphs."""
+    cudagraph_capture_sizes: list[int] | None = None
+    """Captured batch sizes."""
+    free_cache_engine: bool = True
+    """Free the KV cache after use."""
+    data_parallel_size: int = 1
+    """Data-parallel replicas."""
+    expert_parallel_size: int = 1
+    """Expert parallelism."""
+    tensor_model_parallel_size: int = 2
+    """Tensor parallelism."""
+    max_num_batched_tokens: int = 8192
+    """Tokens per forward."""
+    max_model_len: int | None = None
+    """Longest sequence."""
+    max_num_seqs: int = 1024
+    """Concurrent sequences."""
+    load_format: str = "auto"
+    """Weight loading."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Engine arguments."""
+    limit_images: int | None = None
+    """Images per prompt."""
+    enable_chunked_prefill: bool = True
+    """Chunked prefill."""
+    enable_prefix_caching: bool = True
+    """Prefix caching."""
+    disable_log_stats: bool = True
+    """No stats logging."""
+    skip_tokenizer_init: bool = False
+    """No tokenizer in the engine."""
+    prompt_length: int = 2048
+    """Longest prompt."""
+    response_length: int = 2048
+    """Longest response."""
 
 
 @dataclass
@@ -326,8 +571,14 @@ class RewardModelModelConfig:
     """Pack sequences without padding for forward passes."""
     attn_implementation: str = "sdpa"
     """transformers attention implementation."""
-    fsdp_config: FSDPConfig = field(default_factory=lambda: FSDPConfig(param_offload=False))
+    fsdp_config: FSDPConfig = field(default_factory=lambda: FSDPConfig(param_offload=False, forward_only=True))
     """Sharding of the reward model."""
+    override_config: dict[str, Any] = field(default_factory=dict)
+    """Entries that override the reward model's ``config.json``."""
+    use_shm: bool = False
+    """Copy the model to shared memory first (not available)."""
+    use_fused_kernels: bool = False
+    """Follows ``actor_rollout_ref.model.use_fused_kernels`` (no effect on a scoring model)."""
 
 
 @dataclass
@@ -356,3 +607,33 @@ class RewardModelConfig:
     """Extra keyword arguments of the reward manager's constructor (e.g. ``timeout_s`` for ``prime``)."""
     overlong_buffer: OverlongBufferConfig = field(default_factory=OverlongBufferConfig)
     """DAPO's soft overlong punishment, applied by the ``dapo`` reward manager."""
+    micro_batch_size: int | None = None
+    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    enable_resource_pool: bool = False
+    """Give the reward model its own resource pool (``n_gpus_per_node`` x ``nnodes``); here placement is
+    ``trainer.placement`` (only false)."""
+    n_gpus_per_node: int = 8
+    """Devices per node of that pool (read only with ``enable_resource_pool``)."""
+    nnodes: int = 0
+    """Nodes of that pool (read only with ``enable_resource_pool``)."""
+    profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
+    """Profiling of this role."""
+    ulysses_sequence_parallel_size: int = 1
+    """Ulysses sequence-parallel degree."""
+    use_reward_loop: bool = True
+    """verl's reward loop (reward computed by ``num_workers`` reward workers). Here the reward manager scores in
+    the driver (its managers run their scorer calls in parallel where they can); both values give the same
+    rewards."""
+    num_workers: int = 1
+    """verl: reward-loop workers. Scoring here runs in the driver's reward manager (``prime`` and the
+    ``reward_kwargs`` of each manager set its parallelism); only 1 is accepted."""
+    reward_loop_source: str = "register"
+    """Where the reward loop's manager comes from: ``register`` (by ``reward_manager`` name)."""
+    reward_loop_module_path: str | None = None
+    """A file defining a custom reward-loop manager (with ``reward_loop_source=importlib``; not available)."""
+    reward_loop_class_name: str | None = None
+    """Its class name."""
+    sandbox_fusion: SandboxFusionConfig = field(default_factory=SandboxFusionConfig)
+    """A remote SandboxFusion service for code rewards (not available: code runs in the local sandbox)."""
+    rollout: RewardRolloutConfig = field(default_factory=RewardRolloutConfig)
+    """A generative reward model served by a rollout engine (not available: ``name`` must stay unset)."""

@@ -26,7 +26,10 @@ def format_help() -> str:
 
 
 def dump_yaml(config: PPOConfig | None = None) -> str:
-    """The config as YAML (the defaults when ``config`` is None)."""
+    """The config as YAML; with no config, the defaults, verl's derived ones written as ``${source.key}``
+    (keys that follow another key unless set, as in verl's ``ppo_trainer.yaml``)."""
     import yaml
 
-    return yaml.safe_dump(to_dict(config or PPOConfig()), sort_keys=False)
+    from verl.utils.cli import _defaults_tree
+
+    return yaml.safe_dump(to_dict(config) if config is not None else _defaults_tree(PPOConfig), sort_keys=False)

@@ -7,9 +7,11 @@ The worker and data sections are their own modules' dataclasses; this module add
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from verl.data.config import DataConfig
 from verl.reward.config import CustomRewardFunctionConfig
+from verl.utils.profiler.config import GlobalProfilerConfig
 from verl.workers.config import ActorRolloutRefConfig, CriticConfig, RewardModelConfig
 
 __all__ = ["AlgorithmConfig", "FilterGroupsConfig", "KLControlConfig", "PPOConfig", "RayInitConfig", "TrainerConfig"]
@@ -43,6 +45,43 @@ class FilterGroupsConfig:
 
 
 @dataclass
+class RolloutCorrectionConfig:
+    """Correction of the mismatch between the rollout engine's policy and the trainer's (verl's
+    ``algorithm.rollout_correction``; needs ``actor_rollout_ref.rollout.calculate_log_probs=true`` when any of
+    it is on). See ``docs/algo/rollout_corr.md``."""
+
+    rollout_is: str | None = None
+    """Importance weights pi_old / pi_rollout (bypass mode: pi_theta / pi_rollout) multiplied into the policy
+    loss: ``token`` (one per token), ``sequence`` (the product over the response, one per sequence); None = off."""
+    rollout_is_threshold: float = 2.0
+    """Upper truncation of the importance weights (truncated IS)."""
+    rollout_rs: str | None = None
+    """Rejection sampling: comma-separated modes ``token_k1|k2|k3``, ``seq_sum_k1|k2|k3``,
+    ``seq_mean_k1|k2|k3``, ``seq_max_k2|k3``; rejected tokens/sequences leave the response mask; None = off."""
+    rollout_rs_threshold: str | float | None = None
+    """One threshold per ``rollout_rs`` mode (comma-separated; one is broadcast): ``k1`` modes take
+    ``"lower_upper"`` ratio bounds (a single number u means ``1/u_u``), ``k2``/``k3`` an upper bound."""
+    bypass_mode: bool = False
+    """Use the rollout's log-probs as the old log-probs (no recomputation): two policies instead of three."""
+    loss_type: str = "ppo_clip"
+    """Bypass mode's loss: ``ppo_clip`` (PPO's clipped ratio pi_theta / pi_rollout) or ``reinforce`` (policy
+    gradient with the importance weights, no clipping)."""
+    rollout_is_batch_normalize: bool = False
+    """Scale the importance weights to mean 1 over the batch (token weights over tokens, sequence weights over
+    sequences), after truncation."""
+
+
+@dataclass
+class PFPPOConfig:
+    """Policy filtration PPO: resample the batch by reward (``algorithm.use_pf_ppo``)."""
+
+    reweight_method: str = "pow"
+    """``pow`` (weight = |reward|^weight_pow), ``max_min`` (keep only the best and worst) or ``max_random``."""
+    weight_pow: float = 2.0
+    """Exponent of the ``pow`` method."""
+
+
+@dataclass
 class AlgorithmConfig:
     """Advantage estimation and the KL-in-reward penalty."""
 
@@ -63,6 +102,12 @@ class AlgorithmConfig:
     """KL coefficient control."""
     filter_groups: FilterGroupsConfig = field(default_factory=FilterGroupsConfig)
     """DAPO dynamic sampling."""
+    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
+    """Importance weighting / rejection of rollout-vs-trainer mismatch."""
+    use_pf_ppo: bool = False
+    """Policy filtration PPO (not available)."""
+    pf_ppo: PFPPOConfig = field(default_factory=PFPPOConfig)
+    """Its settings (read only with ``use_pf_ppo``)."""
 
 
 @dataclass
@@ -122,6 +167,18 @@ class TrainerConfig:
     """Write validation generations as ``val_<step>.jsonl`` here."""
     seed: int = 1
     """Seed of the driver (uids, shuffling of mini-batches)."""
+    use_legacy_worker_impl: str = "auto"
+    """verl's choice between its two worker implementations (``auto``, ``enable``, ``disable``). This library has
+    one, which follows verl's documented behaviour; every value runs it."""
+    default_hdfs_dir: str | None = None
+    """Copy checkpoints to HDFS (not available: null)."""
+    del_local_ckpt_after_load: bool = False
+    """Delete the local checkpoint a run resumed from once it is loaded."""
+    esi_redundant_time: int = 0
+    """Seconds before a cloud instance's expiry to save a checkpoint (ESI; not available: 0)."""
+    ray_wait_register_center_timeout: int = 300
+    """Seconds to wait for the Ray worker group to start (verl's register center); the workers' start here
+    waits on their actors' creation, bounded by this."""
 
 
 @dataclass
@@ -136,8 +193,100 @@ class RayInitConfig:
 
 
 @dataclass
+class RewardManagerModuleConfig:
+    """A custom reward-manager class in a file (``reward_manager.source=importlib``)."""
+
+    path: str | None = None
+    """Python file (or ``pkg://module``) defining the class."""
+    name: str = "custom_reward_manager"
+    """Class name in that file."""
+
+
+@dataclass
+class RewardManagerSection:
+    """verl's newer spelling of the reward-manager choice (``reward_manager.*``)."""
+
+    source: str = "register"
+    """``register``: a registered manager named ``name``; ``importlib``: the class ``module.name`` in ``module.path``."""
+    name: str = "naive"
+    """Registered manager name (follows ``reward_model.reward_manager``)."""
+    module: RewardManagerModuleConfig = field(default_factory=RewardManagerModuleConfig)
+    """The class to import with ``source=importlib``."""
+
+
+@dataclass
+class TransferQueueConfig:
+    """verl's TransferQueue data plane."""
+
+    enable: bool = False
+    """Move batches through TransferQueue (not available: batches travel with the calls)."""
+
+
+@dataclass
+class RayKwargsConfig:
+    """``ray_kwargs``: how Ray is started (verl's spelling; ``ray_init.*`` is the older one)."""
+
+    ray_init: RayInitConfig = field(default_factory=RayInitConfig)
+    """Arguments of ``ray.init`` (follow ``ray_init.*``)."""
+    timeline_json_file: str | None = None
+    """Write Ray's task timeline (``ray.timeline``) to this JSON file at the end of the run (Ray mode)."""
+
+
+@dataclass
 class PPOConfig:
     """The whole configuration of ``main_ppo``."""
+
+    config_names: ClassVar[tuple[str, ...]] = ("ppo_trainer",)
+    #: verl's derived defaults: a key the user does not set follows its source, as verl's ``${...}`` do.
+    derived_defaults: ClassVar[dict[str, str]] = {
+        "actor_rollout_ref.actor.rollout_n": "actor_rollout_ref.rollout.n",
+        "actor_rollout_ref.actor.use_fused_kernels": "actor_rollout_ref.model.use_fused_kernels",
+        "actor_rollout_ref.actor.use_remove_padding": "actor_rollout_ref.model.use_remove_padding",
+        "actor_rollout_ref.actor.optim.clip_grad": "actor_rollout_ref.actor.grad_clip",
+        "actor_rollout_ref.actor.fsdp_config.use_torch_compile": "actor_rollout_ref.actor.use_torch_compile",
+        "actor_rollout_ref.actor.fsdp_config.entropy_from_logits_with_chunking":
+            "actor_rollout_ref.actor.entropy_from_logits_with_chunking",
+        "actor_rollout_ref.actor.fsdp_config.entropy_checkpointing": "actor_rollout_ref.actor.entropy_checkpointing",
+        "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size":
+            "actor_rollout_ref.actor.ulysses_sequence_parallel_size",
+        "actor_rollout_ref.ref.rollout_n": "actor_rollout_ref.rollout.n",
+        "actor_rollout_ref.ref.strategy": "actor_rollout_ref.actor.strategy",
+        "actor_rollout_ref.ref.use_torch_compile": "actor_rollout_ref.actor.use_torch_compile",
+        "actor_rollout_ref.ref.log_prob_use_dynamic_bsz": "actor_rollout_ref.actor.use_dynamic_bsz",
+        "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": "actor_rollout_ref.actor.ppo_max_token_len_per_gpu",
+        "actor_rollout_ref.ref.ulysses_sequence_parallel_size": "actor_rollout_ref.actor.ulysses_sequence_parallel_size",
+        "actor_rollout_ref.ref.fsdp_config.use_torch_compile": "actor_rollout_ref.ref.use_torch_compile",
+        "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size":
+            "actor_rollout_ref.ref.ulysses_sequence_parallel_size",
+        "actor_rollout_ref.rollout.prompt_length": "data.max_prompt_length",
+        "actor_rollout_ref.rollout.response_length": "data.max_response_length",
+        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz": "actor_rollout_ref.actor.use_dynamic_bsz",
+        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu": "actor_rollout_ref.actor.ppo_max_token_len_per_gpu",
+        "actor_rollout_ref.rollout.profiler.enable": "actor_rollout_ref.actor.profiler.enable",
+        "actor_rollout_ref.rollout.profiler.all_ranks": "actor_rollout_ref.actor.profiler.all_ranks",
+        "actor_rollout_ref.rollout.profiler.ranks": "actor_rollout_ref.actor.profiler.ranks",
+        "actor_rollout_ref.rollout.mtp": "actor_rollout_ref.model.mtp",
+        "actor_rollout_ref.rollout.prometheus.served_model_name": "actor_rollout_ref.model.path",
+        "critic.rollout_n": "actor_rollout_ref.rollout.n",
+        "critic.ppo_mini_batch_size": "actor_rollout_ref.actor.ppo_mini_batch_size",
+        "critic.use_dynamic_bsz": "actor_rollout_ref.actor.use_dynamic_bsz",
+        "critic.ppo_epochs": "actor_rollout_ref.actor.ppo_epochs",
+        "critic.shuffle": "actor_rollout_ref.actor.shuffle",
+        "critic.loss_agg_mode": "actor_rollout_ref.actor.loss_agg_mode",
+        "critic.forward_max_token_len_per_gpu": "critic.ppo_max_token_len_per_gpu",
+        "critic.optim.clip_grad": "critic.grad_clip",
+        "critic.model.external_lib": "actor_rollout_ref.model.external_lib",
+        "critic.model.trust_remote_code": "actor_rollout_ref.model.trust_remote_code",
+        "reward_model.use_dynamic_bsz": "critic.use_dynamic_bsz",
+        "reward_model.forward_max_token_len_per_gpu": "critic.forward_max_token_len_per_gpu",
+        "reward_model.model.external_lib": "actor_rollout_ref.model.external_lib",
+        "reward_model.model.use_fused_kernels": "actor_rollout_ref.model.use_fused_kernels",
+        "reward_manager.name": "reward_model.reward_manager",
+        "actor_rollout_ref.rollout.profiler.tool_config": "actor_rollout_ref.actor.profiler.tool_config",
+        "reward_model.profiler.tool_config": "actor_rollout_ref.actor.profiler.tool_config",
+        "ray_kwargs.ray_init.num_cpus": "ray_init.num_cpus",
+        "ray_kwargs.ray_init.address": "ray_init.address",
+    }
 
     data: DataConfig = field(default_factory=DataConfig)
     """Datasets and lengths."""
@@ -147,6 +296,8 @@ class PPOConfig:
     """Value model (PPO with GAE)."""
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     """Reward model and reward manager."""
+    reward_manager: RewardManagerSection = field(default_factory=RewardManagerSection)
+    """Which reward manager scores (verl's newer spelling of ``reward_model.reward_manager``)."""
     custom_reward_function: CustomRewardFunctionConfig = field(default_factory=CustomRewardFunctionConfig)
     """A user's score function."""
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -154,4 +305,10 @@ class PPOConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     """Run settings."""
     ray_init: RayInitConfig = field(default_factory=RayInitConfig)
-    """Ray cluster."""
+    """Ray cluster (older spelling of ``ray_kwargs.ray_init``)."""
+    ray_kwargs: RayKwargsConfig = field(default_factory=RayKwargsConfig)
+    """Ray start-up arguments and timeline."""
+    global_profiler: GlobalProfilerConfig = field(default_factory=GlobalProfilerConfig)
+    """Profiling: tool, steps, output folder (each role's ``profiler.enable`` picks the roles)."""
+    transfer_queue: TransferQueueConfig = field(default_factory=TransferQueueConfig)
+    """verl's TransferQueue (not available)."""

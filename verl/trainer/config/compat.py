@@ -1,0 +1,210 @@
+"""verl's keys for capabilities this library does not have, in one place.
+
+Every key of verl's config is in the schema. Most do what verl's do. The rest fall in two tables here:
+
+- :data:`FIXED`: the key works only at the listed values (verl's default, which is what this library does);
+  any other value is refused before anything starts, with a message naming the key, why, and what to use.
+- :data:`SAME_EITHER_WAY`: the key selects between behaviours that are the same here (e.g. a memory-saving
+  kernel this library always uses), or it is a setting of a feature :data:`FIXED` keeps off. Any value is
+  accepted; the reason is printed in ``docs/examples/config.md``.
+
+``tests/trainer/test_config_coverage.py`` checks that every schema key is read by the code, or is in one of
+these tables (and that each FIXED rule refuses a value).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from verl.utils.config import ConfigError, iter_fields
+
+__all__ = ["FIXED", "SAME_EITHER_WAY", "check_fixed_keys", "fixed_rule", "same_either_way_reason"]
+
+_NO_TP = "tensor/sequence parallelism is not available yet (issue 17)"
+_NO_VLM = "vision-language models are not supported"
+
+#: ``pattern: (accepted values, why not others and what to use)``; patterns match dotted keys (``*`` = any part).
+FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
+    "*.fsdp_config.wrap_policy.min_num_params": ((0,), "FSDP2 here shards each decoder layer, then the root; a "
+                                                "parameter-count wrap policy is not available"),
+    "*.fsdp_config.offload_policy": ((False,), "FSDP2's CPUOffloadPolicy is not wired up; use fsdp_config.param_offload "
+                                     "and fsdp_config.optimizer_offload (offload between phases)"),
+    "*ulysses_sequence_parallel_size": ((1,), f"Ulysses sequence parallelism: {_NO_TP}"),
+    "*.strategy": (("fsdp", "fsdp2"), "Megatron-LM is not supported; both FSDP spellings run FSDP2"),
+    "*.fsdp_config.dtype": (("bfloat16",), "the compute dtype is fsdp_config.mixed_precision.param_dtype "
+                            "(bf16, fp16 or fp32) here; set that key"),
+    "actor_rollout_ref.actor.fsdp_config.forward_only": ((False,), "the actor trains"),
+    "critic.model.fsdp_config.forward_only": ((False,), "the critic trains"),
+    "actor_rollout_ref.ref.fsdp_config.forward_only": ((True,), "the reference model is never trained"),
+    "reward_model.model.fsdp_config.forward_only": ((True,), "the reward model is never trained"),
+    "*.checkpoint.async_save": ((False,), "checkpoints are written synchronously and published atomically"),
+    "*.use_shm": ((False,), "shared-memory copies are not available; models and data load from local disk"),
+    "*.model.enable_activation_offload": ((False,), "activation offload is not available; use "
+                                          "model.enable_gradient_checkpointing=true"),
+    "*.tiled_mlp.enabled": ((False,), "tiled MLP is not available; use gradient checkpointing or shorter sequences"),
+    "actor_rollout_ref.model.use_liger": ((False,), "Liger kernels are not integrated; the log-prob kernel here "
+                                          "already avoids materialising fp32 logits"),
+    "actor_rollout_ref.model.hf_config_path": ((None,), "put the config.json you want in the model directory"),
+    "*.mtp.enable": ((False,), "multi-token prediction is not available"),
+    "*.mtp.enable_train": ((False,), "multi-token prediction is not available"),
+    "*.mtp.enable_rollout": ((False,), "speculative decoding with MTP heads is not available"),
+    "*.fused_kernel_options.impl_backend": (("torch", "triton"), "verl's two backends"),
+    "actor_rollout_ref.actor.freeze_vision_tower": ((False,), _NO_VLM),
+    "actor_rollout_ref.actor.loss_scale_factor": ((None,), "the loss is normalised by the global token or sequence "
+                                                  "count (actor.loss_agg_mode)"),
+    "actor_rollout_ref.actor.use_prefix_grouper": ((False,), "prefix-shared training forwards are not available"),
+    "actor_rollout_ref.actor.calculate_sum_pi_squared": ((False,), "the optimal-baseline estimator is not available"),
+    "*.router_replay.mode": (("disabled",), "MoE router replay is not available"),
+    "actor_rollout_ref.rollout.data_parallel_size": ((1,), "each rank runs one full rollout replica"),
+    "actor_rollout_ref.rollout.expert_parallel_size": ((1,), f"expert parallelism: {_NO_TP}"),
+    "actor_rollout_ref.rollout.pipeline_model_parallel_size": ((1,), f"pipeline parallelism: {_NO_TP}"),
+    "actor_rollout_ref.rollout.logprobs_mode": (("processed_logprobs",), "rollout_log_probs are log-softmax of the "
+                                                "temperature-scaled logits, as the trainer computes them"),
+    "actor_rollout_ref.rollout.scheduling_policy": (("fcfs",), "the engines schedule first come, first served"),
+    "actor_rollout_ref.rollout.over_sample_rate": ((0, 0.0), "aborting the slowest requests is not available"),
+    "actor_rollout_ref.rollout.multi_stage_wake_up": ((False,), "the engine wakes in one stage"),
+    "actor_rollout_ref.rollout.checkpoint_engine.backend": (("naive",), "weights move to the engine in process"),
+    "actor_rollout_ref.rollout.trace.backend": ((None,), "rollout tracing (weave/mlflow) is not available; "
+                                                "use trainer.rollout_data_dir to dump generations"),
+    "actor_rollout_ref.rollout.skip_rollout": ((False,), "replaying dumped rollouts is not available"),
+    "actor_rollout_ref.rollout.enable_rollout_routing_replay": ((False,), "MoE router replay is not available"),
+    "actor_rollout_ref.rollout.prometheus.enable": ((False,), "the engines run in process, without a metrics server"),
+    "actor_rollout_ref.rollout.quantization": ((None,), "quantised rollout weights are not available"),
+    "actor_rollout_ref.rollout.quantization_config_file": ((None,), "quantised rollout weights are not available"),
+    "actor_rollout_ref.rollout.cudagraph_capture_sizes": ((None,), "set vLLM's capture sizes with "
+                                                          "+actor_rollout_ref.rollout.engine_kwargs.vllm.compilation_config"),
+    "data.sampler.class_path": ((None,), "custom samplers are not available; data.shuffle and data.seed choose the order"),
+    "data.datagen.path": ((None,), "dynamic data generation is not available"),
+    "reward_model.enable_resource_pool": ((False,), "roles are placed by trainer.placement (colocate or split)"),
+    "reward_model.num_workers": ((1,), "scoring runs in the driver's reward manager (reward_model.reward_manager=prime "
+                                 "scores in a process pool)"),
+    "reward_model.reward_loop_source": (("register",), "reward managers are chosen by name (reward_model.reward_manager)"),
+    "reward_model.reward_loop_module_path": ((None,), "use reward_model.reward_manager or custom_reward_function.path"),
+    "reward_model.sandbox_fusion.url": ((None,), "code rewards run in this library's local sandbox"),
+    "reward_model.rollout.name": ((None, "???"), "generative reward models served by a rollout engine are not "
+                                  "available; use reward_model.enable with a scoring model, or a reward function"),
+    "reward_manager.source": (("register",), "custom manager classes: register one with "
+                              "verl.workers.reward_manager.register and name it in reward_model.reward_manager"),
+    "algorithm.use_pf_ppo": ((False,), "policy-filtration PPO is not available"),
+    "trainer.default_hdfs_dir": ((None,), "HDFS is not available; checkpoints stay in trainer.default_local_dir"),
+    "trainer.esi_redundant_time": ((0,), "expiry-triggered saving is not available; use trainer.save_freq"),
+    "trainer.use_legacy_worker_impl": (("auto", "enable", "disable"), "verl's three values; one implementation runs"),
+    "transfer_queue.enable": ((False,), "batches travel with the worker calls"),
+    "*.profiler.tool_config.torch.discrete": ((False,), "one trace per profiled step and process"),
+}
+
+#: ``pattern: why any value is accepted``.
+SAME_EITHER_WAY: dict[str, str] = {
+    "*.fsdp_config.use_orig_params": "an FSDP1 option; FSDP2 always keeps the original parameters",
+    "*entropy_from_logits_with_chunking": "the log-prob/entropy kernel here always works in row chunks",
+    "*entropy_checkpointing": "the log-prob/entropy kernel here always recomputes softmax in backward",
+    "*use_torch_compile": "the training forward is not compiled here (verl compiles only its entropy function)",
+    "*use_fused_kernels": "log-probs and entropy always come from this library's memory-lean kernel",
+    "*.fused_kernel_options.impl_backend": "see use_fused_kernels",
+    "actor_rollout_ref.rollout.skip_tokenizer_init": "the engines exchange token ids either way",
+    "actor_rollout_ref.rollout.skip_dump_dir": "read only with skip_rollout (refused)",
+    "actor_rollout_ref.rollout.checkpoint_engine.*": "weights move to the engine in process (backend naive)",
+    "actor_rollout_ref.rollout.trace.*": "read only with trace.backend (refused)",
+    "actor_rollout_ref.rollout.prometheus.*": "read only with prometheus.enable (refused)",
+    "*.mtp.*": "read only with mtp.enable (refused)",
+    "*.tiled_mlp.num_shards": "read only with tiled_mlp.enabled (refused)",
+    "*.router_replay.*": "read only with a router-replay mode (refused)",
+    "actor_rollout_ref.actor.tau_pos": "read only by policy_loss.loss_mode=sapo (not registered here)",
+    "actor_rollout_ref.actor.tau_neg": "read only by policy_loss.loss_mode=sapo (not registered here)",
+    "actor_rollout_ref.actor.sum_pi_squared_checkpointing": "read only with calculate_sum_pi_squared (refused)",
+    "data.image_patch_size": f"read only for image/video rows ({_NO_VLM})",
+    "data.return_multi_modal_inputs": f"read only for image/video rows ({_NO_VLM})",
+    "data.video_key": f"read only for video rows ({_NO_VLM})",
+    "data.sampler.class_name": "read only with data.sampler.class_path (refused)",
+    "data.datagen.name": "read only with data.datagen.path (refused)",
+    "reward_model.use_reward_loop": "rewards are scored by the driver's reward manager either way",
+    "reward_model.n_gpus_per_node": "read only with enable_resource_pool (refused)",
+    "reward_model.nnodes": "read only with enable_resource_pool (refused)",
+    "reward_model.reward_loop_class_name": "read only with reward_loop_module_path (refused)",
+    "reward_model.sandbox_fusion.*": "read only with sandbox_fusion.url (refused)",
+    "reward_model.rollout.*": "read only with reward_model.rollout.name (refused)",
+    "reward_manager.module.*": "read only with reward_manager.source=importlib (refused)",
+    "algorithm.pf_ppo.*": "read only with use_pf_ppo (refused)",
+    "trainer.ray_wait_register_center_timeout": "worker groups start without verl's register center",
+    "*.profiler.tool_config.nsys.*": "read only with the nsys tool (refused)",
+    "*.profiler.tool_config.npu.*": "read only with the npu tool (refused)",
+    "global_profiler.global_tool_config.nsys.*": "read only with the nsys tool (refused)",
+    "trainer.max_critic_ckpt_to_keep": "checkpoints are kept or deleted whole, by trainer.max_actor_ckpt_to_keep",
+}
+
+
+def fixed_rule(key: str) -> tuple[tuple[Any, ...], str] | None:
+    """The :data:`FIXED` rule of a dotted key, if any (the first matching pattern)."""
+    for pattern, rule in FIXED.items():
+        if fnmatch.fnmatchcase(key, pattern):
+            return rule
+    return None
+
+
+def same_either_way_reason(key: str) -> str | None:
+    for pattern, reason in SAME_EITHER_WAY.items():
+        if fnmatch.fnmatchcase(key, pattern):
+            return reason
+    return None
+
+
+def _matches(value: Any, accepted: tuple[Any, ...]) -> bool:
+    return any(value == a and type(value) is not bool or value is a for a in accepted)
+
+
+def _deprecated_micro_batches(config: Any, ranks: int) -> None:
+    arr = config.actor_rollout_ref
+    pairs = [("actor_rollout_ref.actor.ppo_micro_batch_size", arr.actor.ppo_micro_batch_size, "ppo_micro_batch_size_per_gpu"),
+             ("actor_rollout_ref.ref.log_prob_micro_batch_size", arr.ref.log_prob_micro_batch_size,
+              "log_prob_micro_batch_size_per_gpu"),
+             ("actor_rollout_ref.rollout.log_prob_micro_batch_size", arr.rollout.log_prob_micro_batch_size,
+              "log_prob_micro_batch_size_per_gpu"),
+             ("critic.ppo_micro_batch_size", config.critic.ppo_micro_batch_size, "ppo_micro_batch_size_per_gpu"),
+             ("critic.forward_micro_batch_size", config.critic.forward_micro_batch_size,
+              "forward_micro_batch_size_per_gpu"),
+             ("reward_model.micro_batch_size", config.reward_model.micro_batch_size, "micro_batch_size_per_gpu")]
+    for key, value, per_gpu in pairs:
+        if value is not None:
+            section = key.rsplit(".", 1)[0]
+            raise ConfigError(f"{key}={value} is verl's deprecated global micro-batch size; set "
+                              f"{section}.{per_gpu}={max(1, value // ranks)} (= {value} / {ranks} ranks) instead")
+
+
+def _follows(config: Any) -> list[tuple[str, Any, str, Any]]:
+    """Keys that are verl's copies of another key: ``(key, value, source key, source value)``."""
+    arr = config.actor_rollout_ref
+    n = arr.rollout.n
+    return [("actor_rollout_ref.actor.rollout_n", arr.actor.rollout_n, "actor_rollout_ref.rollout.n", n),
+            ("actor_rollout_ref.ref.rollout_n", arr.ref.rollout_n, "actor_rollout_ref.rollout.n", n),
+            ("critic.rollout_n", config.critic.rollout_n, "actor_rollout_ref.rollout.n", n),
+            ("actor_rollout_ref.actor.use_remove_padding", arr.actor.use_remove_padding,
+             "actor_rollout_ref.model.use_remove_padding", arr.model.use_remove_padding)]
+
+
+def check_fixed_keys(config: Any, ranks: int = 1, extra: Callable[[str, Any], None] | None = None) -> None:
+    """Raise :class:`ConfigError` for the first key of ``config`` outside its :data:`FIXED` values (and for verl's
+    deprecated global micro-batch sizes and copies of other keys that disagree with them)."""
+    from verl.utils.profiler.config import REFUSED_TOOLS, TOOLS, TORCH_CONTENTS
+
+    for key, value, _ in iter_fields(config):
+        rule = fixed_rule(key)
+        if rule is not None and not _matches(value, rule[0]):
+            accepted = " or ".join("null" if a is None else str(a).lower() if isinstance(a, bool) else str(a)
+                                   for a in rule[0])
+            raise ConfigError(f"{key}={value!r} is not supported: {rule[1]} (accepted: {accepted})")
+        if key.endswith("profiler.tool") and value is not None:
+            if value in REFUSED_TOOLS:
+                raise ConfigError(f"{key}={value}: {REFUSED_TOOLS[value]}")
+            if value not in TOOLS:
+                raise ConfigError(f"{key}={value!r}: use one of {list(TOOLS)} (or null)")
+        if key.endswith("profiler.tool_config.torch.contents"):
+            unknown = [c for c in value if c not in TORCH_CONTENTS]
+            if unknown:
+                raise ConfigError(f"{key} has unknown entries {unknown}; use any of {list(TORCH_CONTENTS)}")
+    _deprecated_micro_batches(config, ranks)
+    for key, value, source, source_value in _follows(config):
+        if value != source_value:
+            raise ConfigError(f"{key}={value} disagrees with {source}={source_value}: it is verl's copy of that key; "
+                              f"set {source} instead (and leave {key} unset)")

@@ -1,0 +1,116 @@
+"""Small config sections of verl's worker config for features that are off by default (MoE router replay,
+tiled MLP, multi-token prediction, fused kernels, FSDP wrap policy, rollout checkpoint engine / tracing /
+Prometheus). Each key is known so verl command lines parse; which values work is decided in one place,
+:mod:`verl.trainer.config.compat`, which refuses the others before anything starts, naming the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CheckpointEngineConfig", "FusedKernelOptions", "MtpConfig", "PrometheusConfig", "RouterReplayConfig",
+           "TiledMLPConfig", "TraceConfig", "WrapPolicyConfig"]
+
+
+@dataclass
+class WrapPolicyConfig:
+    """Which modules FSDP shards as units."""
+
+    min_num_params: int = 0
+    """verl: wrap any module with at least this many parameters; 0 = wrap each decoder layer (what FSDP2 does here)."""
+
+
+@dataclass
+class RouterReplayConfig:
+    """MoE router replay (record/replay expert routing between rollout and training)."""
+
+    mode: str = "disabled"
+    """``disabled``; ``R2``/``R3`` (replay) need MoE routing hooks this library does not have."""
+    record_file: str | None = None
+    """Where routing decisions are recorded (with a replay mode)."""
+    replay_file: str | None = None
+    """Routing decisions to replay (with a replay mode)."""
+
+
+@dataclass
+class TiledMLPConfig:
+    """Tiled MLP forward (memory saving for very long sequences)."""
+
+    enabled: bool = False
+    """Split the MLP's sequence dimension into ``num_shards`` tiles."""
+    num_shards: int = 4
+    """Tiles per sequence."""
+
+
+@dataclass
+class FusedKernelOptions:
+    """verl's fused log-prob/entropy kernels."""
+
+    impl_backend: str = "torch"
+    """``torch`` or ``triton``."""
+
+
+@dataclass
+class MtpConfig:
+    """Multi-token prediction heads (training and speculative rollout)."""
+
+    enable: bool = False
+    """Load the model's MTP layers."""
+    enable_train: bool = False
+    """Train the MTP layers."""
+    enable_rollout: bool = False
+    """Use them for speculative decoding."""
+    detach_encoder: bool = False
+    """Detach the main model's hidden states fed to MTP."""
+    mtp_loss_scaling_factor: float = 0.1
+    """Weight of the MTP loss."""
+    speculative_algorithm: str = "EAGLE"
+    """Speculative-decoding algorithm of the rollout engine."""
+    speculative_num_steps: int = 2
+    """Draft steps."""
+    speculative_eagle_topk: int = 2
+    """EAGLE top-k."""
+    speculative_num_draft_tokens: int = 4
+    """Draft tokens."""
+    method: str = "mtp"
+    """Draft method."""
+    num_speculative_tokens: int = 1
+    """Speculative tokens per step."""
+
+
+@dataclass
+class CheckpointEngineConfig:
+    """How the trainer's weights reach the rollout engine."""
+
+    backend: str = "naive"
+    """``naive``: in the same process, tensor by tensor (the only transport here, see ``docs/workers/rollout.md``)."""
+    update_weights_bucket_megabytes: int = 2048
+    """verl: size of the buckets weights are sent in. Here weights move in process, without buckets."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Options of other backends."""
+
+
+@dataclass
+class TraceConfig:
+    """Rollout tracing (weave / mlflow spans of agent loops)."""
+
+    backend: str | None = None
+    """None; ``weave``/``mlflow`` tracing of rollouts is not available here."""
+    token2text: bool = False
+    """Decode token ids in traces."""
+    max_samples_per_step_per_worker: int | None = None
+    """Traces kept per step and worker."""
+
+
+@dataclass
+class PrometheusConfig:
+    """Prometheus metrics of a server-based rollout."""
+
+    enable: bool = False
+    """Export rollout-server metrics (the engines here run in the worker process, without a server)."""
+    port: int = 9090
+    """Prometheus port."""
+    file: str = "/tmp/ray/session_latest/metrics/prometheus/prometheus.yml"
+    """Prometheus config file."""
+    served_model_name: str | None = None
+    """Model name in the metrics."""
