@@ -32,7 +32,7 @@ def resolve_execution_mode(config: PPOConfig) -> str:
     mode = config.trainer.execution_mode
     if mode != "auto":
         return mode
-    cluster = config.ray_init.address or os.environ.get("RAY_ADDRESS")
+    cluster = config.ray_kwargs.ray_init.address or config.ray_init.address or os.environ.get("RAY_ADDRESS")
     return "local" if world_size(config) == 1 and not cluster else "ray"
 
 
@@ -48,6 +48,10 @@ def uses_critic(config: PPOConfig) -> bool:
 
 def uses_reference(config: PPOConfig) -> bool:
     return config.algorithm.use_kl_in_reward or config.actor_rollout_ref.actor.use_kl_loss
+
+
+def _nothing(*args) -> None:
+    """Stands in for a check of this machine under ``check_environment=False``."""
 
 
 def _check_files(key: str, files) -> None:
@@ -155,13 +159,13 @@ def _check_algorithm(config: PPOConfig) -> None:
         raise ConfigError("actor_rollout_ref.actor.tis_imp_ratio_cap needs actor_rollout_ref.rollout.calculate_log_probs=true")
 
 
-def _check_trainer(config: PPOConfig, device: str) -> None:
+def _check_trainer(config: PPOConfig, device: str, check_environment: bool = True) -> None:
     import torch
 
     tr = config.trainer
     if tr.device not in ("auto", "cuda", "cpu"):  # device-ok: a config value
         raise ConfigError(f"trainer.device={tr.device!r}: use cuda, cpu or auto")
-    if device == "cuda" and not torch.cuda.is_available():  # device-ok
+    if check_environment and device == "cuda" and not torch.cuda.is_available():  # device-ok
         raise ConfigError("trainer.device=cuda but no GPU is visible to PyTorch; set trainer.device=cpu (or auto)")
     if tr.nnodes < 1 or tr.n_gpus_per_node < 1:
         raise ConfigError("trainer.nnodes and trainer.n_gpus_per_node must be >= 1")
@@ -170,7 +174,7 @@ def _check_trainer(config: PPOConfig, device: str) -> None:
     if tr.execution_mode == "local" and world_size(config) != 1:
         raise ConfigError(f"trainer.execution_mode=local runs one worker process, but trainer.nnodes x "
                           f"trainer.n_gpus_per_node = {world_size(config)}; set both to 1 or use execution_mode=ray")
-    if tr.execution_mode == "local" and config.ray_init.address:
+    if tr.execution_mode == "local" and (config.ray_kwargs.ray_init.address or config.ray_init.address):
         raise ConfigError("trainer.execution_mode=local runs without Ray, but ray_init.address names a cluster; "
                           "drop one of the two")
     if tr.placement not in ("colocate", "split"):
@@ -182,38 +186,45 @@ def _check_trainer(config: PPOConfig, device: str) -> None:
         raise ConfigError(f"trainer.logger has unknown backend(s) {unknown}; use any of {list(LOGGERS)}")
     if tr.resume_mode not in ("auto", "disable", "resume_path"):
         raise ConfigError(f"trainer.resume_mode={tr.resume_mode!r}: use auto, disable or resume_path")
-    if tr.resume_mode == "resume_path" and not (tr.resume_from_path and os.path.isdir(tr.resume_from_path)):
+    if tr.resume_mode == "resume_path" and not (tr.resume_from_path and (not check_environment or os.path.isdir(tr.resume_from_path))):
         raise ConfigError(f"trainer.resume_mode=resume_path needs trainer.resume_from_path to be an existing "
                           f"global_step_N directory, got {tr.resume_from_path!r}")
     if tr.total_training_steps is not None and tr.total_training_steps < 1:
         raise ConfigError("trainer.total_training_steps must be >= 1 (or null for total_epochs x batches)")
 
 
-def validate_config(config: PPOConfig) -> None:
-    """Raise :class:`ConfigError` for the first problem found."""
+def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
+    """Raise :class:`ConfigError` for the first problem found. ``check_environment=False`` (``--cfg job``) skips
+    the checks of this machine: files and model directories exist, a GPU is visible."""
+    from verl.trainer.config.compat import check_fixed_keys
+    from verl.trainer.config.features import check_features
+
     device = resolve_device(config)
-    _check_trainer(config, device)
+    _check_trainer(config, device, check_environment)
+    check_fixed_keys(config, world_size(config))
+    check_features(config)
     arr = config.actor_rollout_ref
-    _check_model_dir("actor_rollout_ref.model.path", arr.model.path)
+    check_dir, check_files = (_check_model_dir, _check_files) if check_environment else (_nothing, _nothing)
+    check_dir("actor_rollout_ref.model.path", arr.model.path)
     _check_lora(config)
-    _check_files("data.train_files", config.data.train_files)
-    if config.data.train_files is None:
+    check_files("data.train_files", config.data.train_files)
+    if check_environment and config.data.train_files is None:
         raise ConfigError("set data.train_files to one or more parquet files")
-    _check_files("data.val_files", config.data.val_files)
+    check_files("data.val_files", config.data.val_files)
     if config.reward_model.enable:
-        _check_model_dir("reward_model.model.path", config.reward_model.model.path)
+        check_dir("reward_model.model.path", config.reward_model.model.path)
         if config.reward_model.model.input_tokenizer and not config.data.return_raw_chat:
             raise ConfigError("reward_model.model.input_tokenizer re-templates the chat for the reward model: set "
                               "data.return_raw_chat=true so the raw messages reach it")
     if uses_critic(config) and config.critic.model.path:
-        _check_model_dir("critic.model.path", config.critic.model.path)
-    if config.custom_reward_function.path and not os.path.isfile(config.custom_reward_function.path):
+        check_dir("critic.model.path", config.critic.model.path)
+    if check_environment and config.custom_reward_function.path and not os.path.isfile(config.custom_reward_function.path):
         raise ConfigError(f"custom_reward_function.path={config.custom_reward_function.path!r} does not exist")
     try:
         arr.rollout.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if arr.rollout.name == "vllm" and resolve_device(config) == "cpu":
+    if check_environment and arr.rollout.name == "vllm" and resolve_device(config) == "cpu":
         _check_vllm_cpu_head_size(arr.model.path)
     if arr.rollout.tensor_model_parallel_size != 1:
         raise ConfigError("actor_rollout_ref.rollout.tensor_model_parallel_size must be 1: each rank runs a full rollout replica")
