@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                        help="weights dtype of the output (auto: as stored, fp32 master weights for trained models)")
     merge.add_argument("--max_shard_size_mb", type=float, default=5000, help="largest safetensors file, in MiB")
+    merge.add_argument("--lora_adapter_only", action="store_true",
+                       help="LoRA checkpoint: write only the adapter (peft format) to --target_dir; by default the "
+                            "merged full model is written, with the adapter in <target_dir>/lora_adapter")
     merge.add_argument("--hf_upload_path", default=None, help="not supported here: upload the target directory "
                        "with `huggingface-cli upload`")
     merge.add_argument("--private", action="store_true", help="(with --hf_upload_path) not supported")
@@ -91,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = MergeConfig(local_dir=args.local_dir, target_dir=getattr(args, "target_dir", None),
                       hf_model_config_path=args.hf_model_config_path, tie_word_embedding=args.tie_word_embedding,
                       is_value_model=args.is_value_model, dtype=getattr(args, "dtype", "auto"),
-                      max_shard_size_mb=getattr(args, "max_shard_size_mb", 5000), trust_remote_code=args.trust_remote_code)
+                      max_shard_size_mb=getattr(args, "max_shard_size_mb", 5000), trust_remote_code=args.trust_remote_code,
+                      lora_adapter_only=getattr(args, "lora_adapter_only", False))
     if args.operation == "test":
         return _test(args, cfg)
     if args.hf_upload_path:

@@ -4,6 +4,10 @@ A checkpoint directory written by :func:`verl.workers.fsdp.save_checkpoint` (an 
 ``global_step_N``) holds ``model/`` (the sharded state dict: one ``__<rank>_0.distcp`` file per rank plus
 ``.metadata``) and ``huggingface/`` (config and tokenizer). The shards are read without a process group, one
 output shard of tensors at a time, and written as safetensors next to the config and tokenizer files.
+
+A LoRA checkpoint (adapter tensors in ``model/`` and ``lora_adapter/`` in peft's format next to it) merges into the
+full model, ``W + (lora_alpha / r) * B @ A`` under the base model's names, with the adapter copied to
+``<target_dir>/lora_adapter``; ``lora_adapter_only`` exports just the adapter.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = [
     "MergeConfig",
     "checkpoint_tensor_specs",
     "compare_state_dicts",
+    "is_lora_checkpoint",
     "iter_checkpoint_shards",
     "load_checkpoint_state_dict",
     "load_hf_state_dict",
@@ -55,6 +60,8 @@ class MergeConfig:
     """Largest safetensors file; bigger models are split with a ``model.safetensors.index.json``."""
     trust_remote_code: bool = False
     """Allow model code shipped with the config."""
+    lora_adapter_only: bool = False
+    """For a LoRA checkpoint: write only the adapter (peft's format) to ``target_dir``, not the merged model."""
 
 
 def _clean(name: str) -> str:
@@ -98,30 +105,49 @@ def _skip_lm_head(name: str, tied: bool) -> bool:
     return tied and _clean(name) == "lm_head.weight"
 
 
+def is_lora_checkpoint(local_dir: str) -> bool:
+    """Whether the checkpoint's model holds LoRA adapters."""
+    from verl.workers.lora import is_lora_name
+
+    return any(is_lora_name(name) for name in checkpoint_tensor_specs(local_dir))
+
+
 def iter_checkpoint_shards(local_dir: str, tied: bool, max_shard_bytes: int,
                            dtype: torch.dtype | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """The checkpoint's weights, by HF name, in groups of at most ``max_shard_bytes`` (one tensor may exceed it).
 
-    With ``tied``, ``lm_head.weight`` is left out (transformers re-ties it to the input embedding).
+    With ``tied``, ``lm_head.weight`` is left out (transformers re-ties it to the input embedding). A LoRA
+    checkpoint's adapters are merged into their base weights (a layer's base and adapter tensors always land in
+    one group).
     """
+    from verl.workers.lora import ADAPTER_DIR, lora_module_of, read_adapter_scaling
+
     specs = {n: s for n, s in checkpoint_tensor_specs(local_dir).items() if not _skip_lm_head(n, tied)}
+    modules = {m for m in map(lora_module_of, map(_clean, specs)) if m is not None}
+    scalings = dict.fromkeys(modules, read_adapter_scaling(os.path.join(local_dir, ADAPTER_DIR))) if modules else {}
     group: dict[str, tuple[torch.Size, torch.dtype]] = {}
     size = 0
     for name, (shape, stored) in specs.items():
         nbytes = shape.numel() * (dtype or stored).itemsize
-        if group and size + nbytes > max_shard_bytes:
-            yield _converted(local_dir, group, dtype)
+        layer = lora_module_of(_clean(name))
+        within_layer = bool(group) and layer is not None and lora_module_of(_clean(next(reversed(group)))) == layer
+        if group and size + nbytes > max_shard_bytes and not within_layer:
+            yield _converted(local_dir, group, dtype, scalings)
             group, size = {}, 0
         group[name] = (shape, stored)
         size += nbytes
     if group:
-        yield _converted(local_dir, group, dtype)
+        yield _converted(local_dir, group, dtype, scalings)
 
 
 def _converted(local_dir: str, group: dict[str, tuple[torch.Size, torch.dtype]],
-               dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    tensors = _load_tensors(local_dir, group)
-    return {_clean(name): (t.to(dtype) if dtype is not None else t).contiguous() for name, t in tensors.items()}
+               dtype: torch.dtype | None, scalings: dict[str, float]) -> dict[str, torch.Tensor]:
+    from verl.workers.lora import merged_weights_iter
+
+    tensors = {_clean(name): t for name, t in _load_tensors(local_dir, group).items()}
+    if scalings:  # merged in the stored (fp32 master) dtype, then cast
+        tensors = dict(merged_weights_iter(iter(tensors.items()), scalings))
+    return {name: (t.to(dtype) if dtype is not None else t).contiguous() for name, t in tensors.items()}
 
 
 def load_checkpoint_state_dict(local_dir: str, tied: bool = False) -> dict[str, torch.Tensor]:
@@ -187,14 +213,22 @@ def merge_fsdp_checkpoint(cfg: MergeConfig) -> str:
     """
     from safetensors.torch import save_file
 
+    from verl.workers.lora import ADAPTER_DIR, merged_name
+
     if not cfg.target_dir:
         raise ValueError("merge needs --target_dir")
     if cfg.dtype != "auto" and cfg.dtype not in DTYPES:
         raise ValueError(f"--dtype {cfg.dtype!r}: use auto or one of {sorted(DTYPES)}")
     specs = checkpoint_tensor_specs(cfg.local_dir)
+    lora = is_lora_checkpoint(cfg.local_dir)
+    if cfg.lora_adapter_only:
+        if not lora:
+            raise ValueError(f"--lora_adapter_only: {cfg.local_dir} is not a LoRA checkpoint (no adapter weights)")
+        shutil.copytree(os.path.join(cfg.local_dir, ADAPTER_DIR), cfg.target_dir, dirs_exist_ok=True)
+        return cfg.target_dir
     config = load_model_config(cfg)
     tied = ties_word_embeddings(config)
-    _check_names(config, [_clean(n) for n in specs], tied, cfg.local_dir)
+    _check_names(config, [n for n in map(merged_name, map(_clean, specs)) if n], tied, cfg.local_dir)
     dtype = DTYPES.get(cfg.dtype)
     os.makedirs(cfg.target_dir, exist_ok=True)
     for name in os.listdir(cfg.target_dir):  # stale weights from an earlier merge would be loaded too
@@ -215,6 +249,9 @@ def merge_fsdp_checkpoint(cfg: MergeConfig) -> str:
         with open(os.path.join(cfg.target_dir, "model.safetensors.index.json"), "w", encoding="utf-8") as f:
             json.dump(index, f, indent=2)
     _copy_side_files(cfg.hf_model_config_path or os.path.join(cfg.local_dir, "huggingface"), cfg.target_dir)
+    if lora:  # the adapter too, for serving base + adapter
+        shutil.copytree(os.path.join(cfg.local_dir, ADAPTER_DIR), os.path.join(cfg.target_dir, ADAPTER_DIR),
+                        dirs_exist_ok=True)
     stored = next(iter(specs.values()))[1] if specs else torch.float32
     config.dtype = dtype or stored
     config.use_cache = True  # training configs switch the KV cache off; generation from the export wants it on

@@ -38,8 +38,12 @@ __all__ = [
     "apply_lora",
     "describe_lora",
     "is_lora_name",
+    "lora_module_of",
+    "lora_scalings",
     "lora_summary",
+    "merged_name",
     "merged_weights_iter",
+    "read_adapter_scaling",
     "save_adapter",
 ]
 
@@ -203,27 +207,45 @@ def adapters_disabled(model: nn.Module) -> Iterator[None]:
             layer.enable_adapters(True)
 
 
-def _scalings(model: nn.Module) -> dict[str, float]:
+def lora_scalings(model: nn.Module) -> dict[str, float]:
     """``{module name: alpha / r}`` of every LoRA layer, by the name its state-dict keys start with."""
     from peft.tuners.lora import LoraLayer
 
     return {name: m.scaling[_ADAPTER] for name, m in model.named_modules() if isinstance(m, LoraLayer)}
 
 
-def merged_weights_iter(named_tensors: Iterator[tuple[str, torch.Tensor]], model: nn.Module,
+def lora_module_of(name: str) -> str | None:
+    """The LoRA layer a state-dict name belongs to (``...q_proj`` for ``...q_proj.lora_A.default.weight`` or
+    ``...q_proj.base_layer.weight``), or None for a plain weight."""
+    if _BASE in name:
+        return name.split(_BASE)[0]
+    for suffix in (_A, _B):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def merged_name(name: str) -> str | None:
+    """The base model's name of an adapted model's state-dict entry; None for adapter tensors."""
+    if is_lora_name(name):
+        return None
+    return name.replace(_BASE, ".")
+
+
+def merged_weights_iter(named_tensors: Iterator[tuple[str, torch.Tensor]], model: nn.Module | dict[str, float],
                         dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """The base model's ``(name, tensor)`` pairs with every adapted weight merged: ``W + scaling * (B @ A)``.
 
     Args:
         named_tensors: the adapted model's full state dict, one tensor at a time (e.g.
             :func:`verl.workers.fsdp.full_state_dict_iter` of the sharded model, in its master dtype).
-        model: the adapted model (for each layer's ``scaling``).
+        model: the adapted model (for each layer's ``scaling``), or ``{module name: scaling}``.
         dtype: the dtype of the yielded tensors (the rollout's); merging happens before the cast.
 
     A merged weight is a new tensor; the others are passed through (cast when ``dtype`` differs). At most one
     layer's ``W``, ``A`` and ``B`` are held at a time.
     """
-    scalings = _scalings(model)
+    scalings = model if isinstance(model, dict) else lora_scalings(model)
     pending: dict[str, dict[str, torch.Tensor]] = {}
 
     def cast(t: torch.Tensor) -> torch.Tensor:
@@ -262,6 +284,20 @@ def adapter_state_dict(named_tensors: Iterator[tuple[str, torch.Tensor]]) -> dic
         if is_lora_name(name):
             out["base_model.model." + name.replace(f".{_ADAPTER}.", ".")] = tensor.detach().to("cpu").contiguous()
     return out
+
+
+def read_adapter_scaling(path: str) -> float:
+    """``lora_alpha / r`` of a saved adapter (``path/adapter_config.json``, written by :func:`save_adapter`)."""
+    import json
+
+    file = os.path.join(path, "adapter_config.json")
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"{file} is missing: the checkpoint has LoRA weights but no saved adapter config")
+    with open(file) as f:
+        config = json.load(f)
+    if config.get("rank_pattern") or config.get("alpha_pattern") or config.get("use_rslora"):
+        raise ValueError(f"{file}: per-module ranks/alphas or rsLoRA are not written by this library")
+    return float(config["lora_alpha"]) / int(config["r"])
 
 
 def save_adapter(path: str, adapters: dict[str, torch.Tensor], peft_config: Any, base_model_path: str | None) -> str:
