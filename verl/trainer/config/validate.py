@@ -193,6 +193,20 @@ def _check_trainer(config: PPOConfig, device: str, check_environment: bool = Tru
         raise ConfigError("trainer.total_training_steps must be >= 1 (or null for total_epochs x batches)")
 
 
+def _check_multi_turn(config: PPOConfig, check_environment: bool = True) -> None:
+    key = "actor_rollout_ref.rollout.multi_turn"
+    mt = config.actor_rollout_ref.rollout.multi_turn
+    if not mt.enable:
+        return
+    if not config.data.return_raw_chat:
+        raise ConfigError(f"{key}.enable=true renders each prompt from the raw chat messages with the tool schemas "
+                          "listed: set data.return_raw_chat=true")
+    for name in ("tool_config_path", "interaction_config_path"):
+        path = getattr(mt, name)
+        if check_environment and path is not None and not os.path.isfile(os.path.expanduser(path)):
+            raise ConfigError(f"{key}.{name}={path!r} does not exist")
+
+
 def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     """Raise :class:`ConfigError` for the first problem found. ``check_environment=False`` (``--cfg job``) skips
     the checks of this machine: files and model directories exist, a GPU is visible."""
@@ -216,6 +230,7 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
         if config.reward_model.model.input_tokenizer and not config.data.return_raw_chat:
             raise ConfigError("reward_model.model.input_tokenizer re-templates the chat for the reward model: set "
                               "data.return_raw_chat=true so the raw messages reach it")
+    _check_multi_turn(config, check_environment)
     if uses_critic(config) and config.critic.model.path:
         check_dir("critic.model.path", config.critic.model.path)
     if check_environment and config.custom_reward_function.path and not os.path.isfile(config.custom_reward_function.path):
