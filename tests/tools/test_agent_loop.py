@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import ScriptedEngine, make_batch, rollout_config  # noqa: E402
+from agent_helpers import ScriptedEngine, make_batch, rollout_config  # noqa: E402
 
 from verl.interactions.gsm8k_interaction import INCORRECT, Gsm8kInteraction
 from verl.rollout.agent import AgentLoopRollout, multi_turn_metrics

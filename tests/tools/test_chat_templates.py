@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import ScriptedEngine, make_batch, rollout_config  # noqa: E402
+from agent_helpers import ScriptedEngine, make_batch, rollout_config  # noqa: E402
 
 from verl.interactions.gsm8k_interaction import INCORRECT, Gsm8kInteraction
 from verl.rollout.agent import AgentLoopRollout
