@@ -160,8 +160,8 @@ def test_config_errors_name_the_key(model_dir, sft_files, tmp_path, capsys):
         parse_config(["optim.warmup_step_ratio=0.1"])
     with pytest.raises(ConfigError, match="data.train_batch_size=5 cannot be split over 2 ranks"):
         parse_config(sft_args(model_dir, sft_files, tmp_path, "data.train_batch_size=5")).validate(world_size=2)
-    with pytest.raises(ConfigError, match="model.lora_rank is not supported"):
-        parse_config(sft_args(model_dir, sft_files, tmp_path, "model.lora_rank=8")).validate()
+    with pytest.raises(ConfigError, match=r"model.lora_alpha=0(\.0)? must be > 0"):
+        parse_config(sft_args(model_dir, sft_files, tmp_path, "model.lora_rank=8", "model.lora_alpha=0")).validate()
     with pytest.raises(ConfigError, match="trainer.total_epochs must be an integer"):
         parse_config(["trainer.total_epochs=two"])
     with pytest.raises(SystemExit) as exit_info:
