@@ -7,7 +7,9 @@ Two row formats (parquet, JSONL or JSON, as for RL data):
   (e.g. GSM8K's ``extra_info.question`` and ``extra_info.answer``). A string prompt becomes one user
   message; a list of chat messages is used as is. The response becomes the assistant message.
 - multi-turn (``data.multiturn.enable``): a column of chat messages (``data.multiturn.messages_key``),
-  optionally tools (``data.multiturn.tools_key``). Every assistant message is trained on.
+  optionally tools (``data.multiturn.tools_key``, a list of OpenAI tool schemas or that list as a JSON string).
+  Every assistant message is trained on, tool calls included (``tool_calls`` in OpenAI's format, arguments a dict
+  or a JSON string); ``tool`` messages and user turns are not.
 
 The whole conversation is rendered once and tokenised once. An assistant message's tokens are those whose text
 lies between the end of the generation prompt before it (``apply_chat_template(messages[:i],
@@ -18,6 +20,7 @@ stop (ChatML: the content and ``<|im_end|>``, not the newline after it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,8 +176,37 @@ def _as_messages(value: Any, where: str) -> list[dict[str, Any]]:
         content = msg.get("content")
         if not isinstance(content, str) and not (content is None and msg.get("tool_calls")):
             raise ValueError(f"{where}, message {j}: 'content' must be a string, got {type(content).__name__}")
-        messages.append({k: v for k, v in dict(msg).items() if v is not None or k == "content"})
+        message = {k: v for k, v in dict(msg).items() if v is not None or k == "content"}
+        if message.get("tool_calls"):
+            message["tool_calls"] = [_decoded_call(c, f"{where}, message {j}") for c in message["tool_calls"]]
+        messages.append(message)
     return messages
+
+
+def _decoded_call(call: Any, where: str) -> dict[str, Any]:
+    """An OpenAI tool call with its ``arguments`` as a dict (data files usually hold them as a JSON string, which
+    the Qwen templates would otherwise render as a quoted string)."""
+    if not isinstance(call, Mapping):
+        raise ValueError(f"{where}: each tool call must be a dict, got {call!r:.200}")
+    call = dict(call)
+    fn = dict(call.get("function") or call)
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        try:
+            fn["arguments"] = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: tool call arguments are not valid JSON ({err.msg})") from None
+    return {**call, "function": fn} if "function" in call else fn
+
+
+def _decoded_tools(value: Any, where: str) -> Any:
+    """The tools column: a list of OpenAI tool schemas, possibly stored as one JSON string (null: no tools)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: the tools column is not valid JSON ({err.msg})") from None
+    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else value
 
 
 class SFTDataset(Dataset):
@@ -215,7 +247,7 @@ class SFTDataset(Dataset):
             messages = _as_messages(row[key], f"{where}, column {key!r}")
             if not any(m["role"] == "assistant" for m in messages):
                 raise ValueError(f"{where}: the conversation has no assistant message to train on")
-            return messages, row.get(cfg.multiturn.tools_key), where
+            return messages, _decoded_tools(row.get(cfg.multiturn.tools_key), where), where
         for key in (cfg.prompt_key, cfg.response_key):
             if key not in row:
                 raise ValueError(f"{where}: no column {key!r} (columns: {sorted(row)}); set data.prompt_key / "
