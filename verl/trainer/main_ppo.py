@@ -63,10 +63,12 @@ def build_dataloaders(config: PPOConfig, tokenizer):
 
     data = config.data
     train_set = create_rl_dataset(data.train_files, data, tokenizer, is_train=True)
-    if len(train_set) < data.train_batch_size:
-        raise ConfigError(f"data.train_batch_size={data.train_batch_size} is larger than the {len(train_set)} training "
-                          "rows; lower it or add data")
-    train_loader = StatefulDataLoader(train_set, batch_size=data.train_batch_size,
+    gen_batch_size = data.gen_batch_size or data.train_batch_size  # DAPO: prompts per generation batch
+    key = "data.gen_batch_size" if data.gen_batch_size else "data.train_batch_size"
+    if len(train_set) < gen_batch_size:
+        raise ConfigError(f"{key}={gen_batch_size} is larger than the {len(train_set)} training rows; lower it or "
+                          "add data")
+    train_loader = StatefulDataLoader(train_set, batch_size=gen_batch_size,
                                       sampler=create_rl_sampler(data, train_set), collate_fn=collate_fn, drop_last=True)
     val_loader = None
     if data.val_files:

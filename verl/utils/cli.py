@@ -108,6 +108,8 @@ def parse_command_line(argv: Sequence[str]) -> CommandLine:
                 raise ConfigError("--config-dir (an extra search directory) is not supported; put the file in "
                                   "--config-path or name it by path")
             # --package: only meaningful with --cfg in Hydra; the whole config is printed here
+        elif not arg.strip():
+            pass  # an empty argument (a stray quoted space in a script): nothing to apply
         elif arg in ("--resolve", "--multirun", "-m") or arg.startswith("--hydra-help"):
             if arg in ("--multirun", "-m"):
                 raise ConfigError(f"{arg}: Hydra multirun sweeps are not supported; run one command per setting")
@@ -181,6 +183,8 @@ def _apply(tree: dict, defaults: dict, line: CommandLine) -> dict:
                 known is _MISSING and len(parts) == 1 and key in FSDP_OPTIONS)):
             check_group_option(key, value)  # `optim=fsdp`: a group selection, not a value for a section
             continue
+        if op == "set" and isinstance(known, dict) and known and not isinstance(value, dict):
+            raise ConfigError(f"{key} is a section; set its keys ({key}.<name>=...), not {value!r}")
         if op == "delete":
             parent = _get(tree, parts[:-1])
             if not isinstance(parent, dict) or parts[-1] not in parent:

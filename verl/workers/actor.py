@@ -121,19 +121,22 @@ class PPOActor:
         """
         cfg = self.config
         self.model.train()
-        self._on_policy = is_on_policy(cfg.ppo_epochs, len(data), plan.mini_batch_size)
+        # rollout correction in bypass mode (algorithm.rollout_correction): the rollout's log-probs are the old ones
+        self._bypass = data.meta_info.get("rollout_correction_bypass")
+        self._on_policy = is_on_policy(cfg.ppo_epochs, len(data), plan.mini_batch_size) and self._bypass is None
         self._entropy_metric = calculate_entropy and cfg.entropy_coeff == 0
         keys = [*MODEL_INPUTS, "responses", "response_mask", "advantages"]
         keys += [] if self._on_policy else ["old_log_probs"]
         keys += ["ref_log_prob"] if cfg.use_kl_loss else []
-        keys += ["rollout_log_probs"] if cfg.tis_imp_ratio_cap > 0 else []
+        keys += ["rollout_log_probs"] if cfg.tis_imp_ratio_cap > 0 or self._bypass is not None else []
+        keys += ["rollout_is_weights"] if "rollout_is_weights" in data.batch else []
         missing = [k for k in keys if k not in data.batch]
         if missing:
             raise KeyError(f"update_actor needs batch keys {missing} (use_kl_loss={cfg.use_kl_loss}, "
                            f"tis_imp_ratio_cap={cfg.tis_imp_ratio_cap})")
         data = data.select(batch_keys=keys)
         metrics: dict[str, list] = {}
-        generator = torch.Generator().manual_seed(1234)
+        generator = torch.Generator().manual_seed(cfg.data_loader_seed)
         for _ in range(cfg.ppo_epochs):
             epoch_data = data[torch.randperm(len(data), generator=generator)] if cfg.shuffle else data
             for mini in epoch_data.split(plan.mini_batch_size):
@@ -164,32 +167,59 @@ class PPOActor:
         metrics.setdefault("actor/grad_norm", []).append(grad_norm.detach())
         metrics.setdefault("actor/lr", []).append(self.lr_scheduler.get_last_lr()[0])
 
+    def _bypass_loss(self, log_prob: torch.Tensor, rollout_log_probs: torch.Tensor, advantages: torch.Tensor,
+                     mask: torch.Tensor, norm: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Bypass-mode rollout correction on this micro-batch: ``(loss, mask)`` of the ``reinforce`` loss, or
+        ``(None, mask after rejection)`` for ``ppo_clip`` (whose PPO ratio is already pi_theta / pi_rollout)."""
+        from verl.trainer.ppo.rollout_corr_helper import (
+            bypass_reinforce_loss,
+            compute_rollout_correction_and_rejection_mask,
+        )
+
+        rc = self._bypass
+        if rc.loss_type == "reinforce":
+            return bypass_reinforce_loss(log_prob, rollout_log_probs, advantages, mask, rc, self.config.loss_agg_mode,
+                                         **norm)
+        if rc.rollout_rs is not None:
+            _, new_mask, _ = compute_rollout_correction_and_rejection_mask(log_prob.detach(), rollout_log_probs, mask, rc)
+            mask.copy_(new_mask.to(mask.dtype))
+        return None
+
     def _micro_batch_loss(self, mb: DataProto, temperature: float, num_tokens: torch.Tensor,
                           num_seqs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The micro-batch's share of the mini-batch loss, its loss terms (which add up over micro-batches
         and ranks) and its ratio metrics (averaged)."""
         cfg = self.config
         R = mb.batch["responses"].shape[-1]
-        keys = ("response_mask", "advantages", *(k for k in ("old_log_probs", "ref_log_prob", "rollout_log_probs")
+        keys = ("response_mask", "advantages", *(k for k in ("old_log_probs", "ref_log_prob", "rollout_log_probs",
+                                                                 "rollout_is_weights")
                                                  if k in mb.batch and not (k == "old_log_probs" and self._on_policy)))
         layout, t = micro_batch_on_device(mb, self.packed, self.device, keys)
         mask, advantages = t["response_mask"], t["advantages"]
         log_prob, entropy = response_logits(self.model, layout, R, temperature, self.packed,
                                             calculate_entropy=cfg.entropy_coeff != 0 or self._entropy_metric)
         old_log_prob = log_prob.detach() if self._on_policy else t["old_log_probs"]
-        norm = {"global_num_tokens": num_tokens, "global_num_seqs": num_seqs}
+        norm = {"global_num_tokens": num_tokens, "global_num_seqs": num_seqs, "loss_scale_factor": cfg.loss_scale_factor}
         extra = {}
+        if "rollout_is_weights" in t:  # decoupled rollout correction: weights computed by the driver
+            extra["rollout_is_weights"] = t["rollout_is_weights"]
         if cfg.tis_imp_ratio_cap > 0:
             weights, _ = compute_tis_weights(old_log_prob, t["rollout_log_probs"], mask, cap=cfg.tis_imp_ratio_cap)
             extra["rollout_is_weights"] = weights
         pl = cfg.policy_loss
-        pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower = self.policy_loss_fn(
-            old_log_prob, log_prob, advantages, mask,
-            cliprange=cfg.clip_ratio, cliprange_low=cfg.clip_ratio_low, cliprange_high=cfg.clip_ratio_high,
-            clip_ratio_c=cfg.clip_ratio_c, loss_agg_mode=cfg.loss_agg_mode,
-            clip_cov_ratio=pl.clip_cov_ratio, clip_cov_lb=pl.clip_cov_lb, clip_cov_ub=pl.clip_cov_ub,
-            kl_cov_ratio=pl.kl_cov_ratio, ppo_kl_coef=pl.ppo_kl_coef, **norm, **extra,
-        )
+        if self._bypass is not None:
+            pg = self._bypass_loss(log_prob, t["rollout_log_probs"], advantages, mask, norm)
+            if pg is not None:
+                pg_loss, mask = pg
+                pg_clipfrac = ppo_kl = pg_clipfrac_lower = torch.zeros((), device=log_prob.device)
+        if self._bypass is None or self._bypass.loss_type != "reinforce":
+            pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower = self.policy_loss_fn(
+                old_log_prob, log_prob, advantages, mask,
+                cliprange=cfg.clip_ratio, cliprange_low=cfg.clip_ratio_low, cliprange_high=cfg.clip_ratio_high,
+                clip_ratio_c=cfg.clip_ratio_c, loss_agg_mode=cfg.loss_agg_mode,
+                clip_cov_ratio=pl.clip_cov_ratio, clip_cov_lb=pl.clip_cov_lb, clip_cov_ub=pl.clip_cov_ub,
+                kl_cov_ratio=pl.kl_cov_ratio, ppo_kl_coef=pl.ppo_kl_coef, **norm, **extra,
+            )
         loss = pg_loss
         terms = {"actor/pg_loss": pg_loss.detach()}
         ratios = {"actor/pg_clipfrac": pg_clipfrac.detach(), "actor/ppo_kl": ppo_kl.detach(),

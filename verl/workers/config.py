@@ -127,7 +127,8 @@ class OptimConfig:
     override_optimizer_config: dict[str, Any] | None = None
     """Extra keyword arguments of the optimizer's constructor."""
     clip_grad: float = 1.0
-    """Clip the global gradient norm to this value (default: the section's ``grad_clip``)."""
+    """Clip the global gradient norm to this value (verl's newer spelling: the section's ``grad_clip`` follows it
+    unless set, and ``grad_clip`` is what the worker applies)."""
     min_lr_ratio: float = 0.0
     """Cosine schedule floor as a fraction of ``lr``."""
     num_cycles: float = 0.5
@@ -289,7 +290,7 @@ class ActorConfig:
     freeze_vision_tower: bool = False
     """Freeze a vision-language model's vision tower (vision-language models are not supported)."""
     loss_scale_factor: float | None = None
-    """A constant loss divisor instead of the token/sequence count (not available; None)."""
+    """The constant divisor of ``loss_agg_mode=seq-mean-token-sum-norm`` (None = the response length)."""
     calculate_entropy: bool = False
     """Compute the entropy (``actor/entropy``) every step even when ``entropy_metric_interval`` would skip it."""
     use_prefix_grouper: bool = False

@@ -68,7 +68,7 @@ class ValueCritic:
         self.model.train()
         data = data.select(batch_keys=[*MODEL_INPUTS, "responses", "response_mask", "values", "returns"])
         metrics: dict[str, list] = {}
-        generator = torch.Generator().manual_seed(4321)
+        generator = torch.Generator().manual_seed(cfg.data_loader_seed)
         for _ in range(cfg.ppo_epochs):
             epoch_data = data[torch.randperm(len(data), generator=generator)] if cfg.shuffle else data
             for mini in epoch_data.split(plan.mini_batch_size):

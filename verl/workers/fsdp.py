@@ -58,11 +58,13 @@ def load_hf_model(
     trust_remote_code: bool = False,
     external_lib: str | None = None,
     gradient_checkpointing: bool = False,
+    init_seed: int = 0,
 ) -> nn.Module:
     """Load a transformers model from a local directory.
 
     ``kind="causal_lm"`` gives the LM; ``kind="value"`` a token-classification model with one output per
-    token on the same body (critic / reward model), its head freshly initialised when the checkpoint is a LM.
+    token on the same body (critic / reward model), its head freshly initialised (from ``init_seed``) when the
+    checkpoint is a LM.
     """
     import transformers
 
@@ -87,17 +89,17 @@ def load_hf_model(
         path, config=config, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
         output_loading_info=True, **{dtype_kw: dtype},
     )
-    _init_missing_deterministically(model, info.get("missing_keys", []))
+    _init_missing_deterministically(model, info.get("missing_keys", []), init_seed)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     return model
 
 
-def _init_missing_deterministically(model: nn.Module, names: list[str]) -> None:
+def _init_missing_deterministically(model: nn.Module, names: list[str], seed: int = 0) -> None:
     """Initialise weights the checkpoint lacks (a fresh value head) from a fixed seed, so every rank and every
     process layout starts from the same model (transformers would use each process's own RNG state)."""
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     std = getattr(model.config, "initializer_range", 0.02)
     with torch.no_grad():
         for name in sorted(names):
@@ -156,9 +158,13 @@ def apply_fsdp2(model: nn.Module, fsdp_config: FSDPConfig, world_size: int) -> n
     if get_device_name() != "cpu":
         mp = fsdp_config.mixed_precision
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=to_dtype(mp.param_dtype), reduce_dtype=to_dtype(mp.reduce_dtype))
-    for layer in decoder_layers(model):
+    layers = decoder_layers(model)
+    for layer in layers:
         fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)
+    if fsdp_config.forward_prefetch:  # all-gather the next layer's weights while this one computes
+        for layer, nxt in zip(layers, layers[1:]):
+            layer.set_modules_to_forward_prefetch([nxt])
     return model
 
 
@@ -205,8 +211,17 @@ def offload_optimizer(optimizer: torch.optim.Optimizer, to_cpu: bool, device: to
 
 
 def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """``optim.optimizer`` from ``optim.optimizer_impl`` (AdamW from torch.optim by default) over the trainable
+    parameters; ``override_optimizer_config`` adds or replaces constructor arguments."""
+    from verl.trainer.config.features import optimizer_class
+
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
+    cls = optimizer_class(optim)
+    kwargs = {"lr": optim.lr, "weight_decay": optim.weight_decay}
+    if cls.__name__.startswith("Adam"):  # betas/eps are Adam-family arguments
+        kwargs.update(betas=tuple(optim.betas), eps=optim.eps)
+    kwargs.update(optim.override_optimizer_config or {})
+    return cls(params, **kwargs)
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -214,9 +229,11 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, tot
     warmup = optim.lr_warmup_steps
     if warmup < 0:
         warmup = int(optim.lr_warmup_steps_ratio * max(total_steps, 0))
-    style = optim.warmup_style
+    from verl.trainer.config.features import scheduler_type
+
+    style = scheduler_type(optim)  # lr_scheduler_type, or its older spellings warmup_style / lr_decay_style
     if style not in ("constant", "cosine"):
-        raise ValueError(f"optim.warmup_style={style!r}: use 'constant' or 'cosine'")
+        raise ValueError(f"optim.lr_scheduler_type={style!r}: use 'constant' or 'cosine'")
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -375,6 +392,9 @@ def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, worl
         dtype = to_dtype(fsdp_config.mixed_precision.param_dtype)
     from verl.utils.fs import copy_to_local
 
+    if fsdp_config.full_determinism:  # bitwise-reproducible kernels (slower), as verl's fsdp_config.full_determinism
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     model = load_hf_model(
         copy_to_local(path or model_cfg.path, use_shm=getattr(model_cfg, "use_shm", False)),
         kind=kind,
@@ -384,6 +404,7 @@ def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, worl
         trust_remote_code=getattr(model_cfg, "trust_remote_code", False),
         external_lib=getattr(model_cfg, "external_lib", None),
         gradient_checkpointing=train and getattr(model_cfg, "enable_gradient_checkpointing", False),
+        init_seed=fsdp_config.seed,
     )
     if lora is not None:
         from verl.workers.lora import apply_lora

@@ -97,3 +97,20 @@ class Worker:
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def get_node_ip_and_pid(self) -> tuple[str, int]:
         return get_node_ip(), os.getpid()
+
+    # Profiling (global_profiler / *.profiler; see verl.utils.profiler.torch_profile).
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def start_profile(self, role: str, tool: str, ranks: list[int], all_ranks: bool, contents: list[str],
+                      memory_options: dict | None = None) -> bool:
+        """Start profiling this process for ``role`` when this rank is chosen (colocated roles share one profiler)."""
+        from verl.utils.profiler.torch_profile import start_profile
+
+        return start_profile(self._rank, role, tool, ranks, all_ranks, contents, memory_options)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def stop_profile(self, save_dir: str) -> str | None:
+        """Stop this process's profiler and write its trace under ``save_dir`` (its path, or None when idle)."""
+        from verl.utils.profiler.torch_profile import stop_profile
+
+        return stop_profile(self._rank, save_dir)

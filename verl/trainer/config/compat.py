@@ -20,7 +20,8 @@ from typing import Any
 
 from verl.utils.config import ConfigError, iter_fields
 
-__all__ = ["FIXED", "SAME_EITHER_WAY", "check_fixed_keys", "fixed_rule", "same_either_way_reason"]
+__all__ = ["FIXED", "GLOBAL_MICRO_BATCHES", "SAME_EITHER_WAY", "check_fixed_keys", "fixed_rule", "per_gpu_sizes",
+           "same_either_way_reason"]
 
 _NO_TP = "tensor/sequence parallelism is not available yet (issue 17)"
 _NO_VLM = "vision-language models are not supported"
@@ -40,7 +41,7 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
     "actor_rollout_ref.ref.fsdp_config.forward_only": ((True,), "the reference model is never trained"),
     "reward_model.model.fsdp_config.forward_only": ((True,), "the reward model is never trained"),
     "*.checkpoint.async_save": ((False,), "checkpoints are written synchronously and published atomically"),
-    "*.use_shm": ((False,), "shared-memory copies are not available; models and data load from local disk"),
+    "data.use_shm": ((False,), "data files are read from local disk (models: model.use_shm works)"),
     "*.model.enable_activation_offload": ((False,), "activation offload is not available; use "
                                           "model.enable_gradient_checkpointing=true"),
     "*.tiled_mlp.enabled": ((False,), "tiled MLP is not available; use gradient checkpointing or shorter sequences"),
@@ -52,8 +53,6 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
     "*.mtp.enable_rollout": ((False,), "speculative decoding with MTP heads is not available"),
     "*.fused_kernel_options.impl_backend": (("torch", "triton"), "verl's two backends"),
     "actor_rollout_ref.actor.freeze_vision_tower": ((False,), _NO_VLM),
-    "actor_rollout_ref.actor.loss_scale_factor": ((None,), "the loss is normalised by the global token or sequence "
-                                                  "count (actor.loss_agg_mode)"),
     "actor_rollout_ref.actor.use_prefix_grouper": ((False,), "prefix-shared training forwards are not available"),
     "actor_rollout_ref.actor.calculate_sum_pi_squared": ((False,), "the optimal-baseline estimator is not available"),
     "*.router_replay.mode": (("disabled",), "MoE router replay is not available"),
@@ -64,7 +63,6 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
                                                 "temperature-scaled logits, as the trainer computes them"),
     "actor_rollout_ref.rollout.scheduling_policy": (("fcfs",), "the engines schedule first come, first served"),
     "actor_rollout_ref.rollout.over_sample_rate": ((0, 0.0), "aborting the slowest requests is not available"),
-    "actor_rollout_ref.rollout.multi_stage_wake_up": ((False,), "the engine wakes in one stage"),
     "actor_rollout_ref.rollout.checkpoint_engine.backend": (("naive",), "weights move to the engine in process"),
     "actor_rollout_ref.rollout.trace.backend": ((None,), "rollout tracing (weave/mlflow) is not available; "
                                                 "use trainer.rollout_data_dir to dump generations"),
@@ -104,6 +102,8 @@ SAME_EITHER_WAY: dict[str, str] = {
     "*use_fused_kernels": "log-probs and entropy always come from this library's memory-lean kernel",
     "*.fused_kernel_options.impl_backend": "see use_fused_kernels",
     "actor_rollout_ref.rollout.skip_tokenizer_init": "the engines exchange token ids either way",
+    "actor_rollout_ref.rollout.multi_stage_wake_up": "a peak-memory option of verl's server engines' wake-up; the "
+                                                      "engines here wake in one step either way",
     "actor_rollout_ref.rollout.skip_dump_dir": "read only with skip_rollout (refused)",
     "actor_rollout_ref.rollout.checkpoint_engine.*": "weights move to the engine in process (backend naive)",
     "actor_rollout_ref.rollout.trace.*": "read only with trace.backend (refused)",
@@ -154,22 +154,48 @@ def _matches(value: Any, accepted: tuple[Any, ...]) -> bool:
     return any(value == a and type(value) is not bool or value is a for a in accepted)
 
 
+#: verl's deprecated global micro-batch keys and the per-GPU key each one sets: ``(section path, global, per GPU)``.
+GLOBAL_MICRO_BATCHES = (
+    ("actor_rollout_ref.actor", "ppo_micro_batch_size", "ppo_micro_batch_size_per_gpu"),
+    ("actor_rollout_ref.ref", "log_prob_micro_batch_size", "log_prob_micro_batch_size_per_gpu"),
+    ("actor_rollout_ref.rollout", "log_prob_micro_batch_size", "log_prob_micro_batch_size_per_gpu"),
+    ("critic", "ppo_micro_batch_size", "ppo_micro_batch_size_per_gpu"),
+    ("critic", "forward_micro_batch_size", "forward_micro_batch_size_per_gpu"),
+    ("reward_model", "micro_batch_size", "micro_batch_size_per_gpu"),
+)
+
+
+def _section(config: Any, path: str) -> Any:
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def per_gpu_sizes(config: Any, ranks: int) -> dict[str, dict[str, int]]:
+    """``{section path: {per-GPU key: size}}`` for each deprecated global micro-batch size that is set and whose
+    per-GPU key is not: the global size divided by the ranks, as verl does. The config is not modified; the
+    trainer hands these to the workers' copies of their sections."""
+    out: dict[str, dict[str, int]] = {}
+    for path, global_key, per_gpu_key in GLOBAL_MICRO_BATCHES:
+        sec = _section(config, path)
+        value = getattr(sec, global_key)
+        if value is not None and getattr(sec, per_gpu_key) is None:
+            out.setdefault(path, {})[per_gpu_key] = value // ranks
+    return out
+
+
 def _deprecated_micro_batches(config: Any, ranks: int) -> None:
-    arr = config.actor_rollout_ref
-    pairs = [("actor_rollout_ref.actor.ppo_micro_batch_size", arr.actor.ppo_micro_batch_size, "ppo_micro_batch_size_per_gpu"),
-             ("actor_rollout_ref.ref.log_prob_micro_batch_size", arr.ref.log_prob_micro_batch_size,
-              "log_prob_micro_batch_size_per_gpu"),
-             ("actor_rollout_ref.rollout.log_prob_micro_batch_size", arr.rollout.log_prob_micro_batch_size,
-              "log_prob_micro_batch_size_per_gpu"),
-             ("critic.ppo_micro_batch_size", config.critic.ppo_micro_batch_size, "ppo_micro_batch_size_per_gpu"),
-             ("critic.forward_micro_batch_size", config.critic.forward_micro_batch_size,
-              "forward_micro_batch_size_per_gpu"),
-             ("reward_model.micro_batch_size", config.reward_model.micro_batch_size, "micro_batch_size_per_gpu")]
-    for key, value, per_gpu in pairs:
-        if value is not None:
-            section = key.rsplit(".", 1)[0]
-            raise ConfigError(f"{key}={value} is verl's deprecated global micro-batch size; set "
-                              f"{section}.{per_gpu}={max(1, value // ranks)} (= {value} / {ranks} ranks) instead")
+    for path, global_key, per_gpu_key in GLOBAL_MICRO_BATCHES:
+        sec = _section(config, path)
+        value, per_gpu = getattr(sec, global_key), getattr(sec, per_gpu_key)
+        if value is None:
+            continue
+        if per_gpu is not None:
+            raise ConfigError(f"{path}.{global_key}={value} and {path}.{per_gpu_key}={per_gpu} are both set; "
+                              f"{global_key} is verl's deprecated global size: keep only {per_gpu_key}")
+        if value < ranks or value % ranks:
+            raise ConfigError(f"{path}.{global_key}={value} (a global micro-batch size) must be a multiple of the "
+                              f"{ranks} ranks; better set {path}.{per_gpu_key}")
 
 
 def _follows(config: Any) -> list[tuple[str, Any, str, Any]]:

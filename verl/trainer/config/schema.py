@@ -242,7 +242,7 @@ class PPOConfig:
         "actor_rollout_ref.actor.rollout_n": "actor_rollout_ref.rollout.n",
         "actor_rollout_ref.actor.use_fused_kernels": "actor_rollout_ref.model.use_fused_kernels",
         "actor_rollout_ref.actor.use_remove_padding": "actor_rollout_ref.model.use_remove_padding",
-        "actor_rollout_ref.actor.optim.clip_grad": "actor_rollout_ref.actor.grad_clip",
+        "actor_rollout_ref.actor.grad_clip": "actor_rollout_ref.actor.optim.clip_grad",
         "actor_rollout_ref.actor.fsdp_config.use_torch_compile": "actor_rollout_ref.actor.use_torch_compile",
         "actor_rollout_ref.actor.fsdp_config.entropy_from_logits_with_chunking":
             "actor_rollout_ref.actor.entropy_from_logits_with_chunking",
@@ -274,7 +274,7 @@ class PPOConfig:
         "critic.shuffle": "actor_rollout_ref.actor.shuffle",
         "critic.loss_agg_mode": "actor_rollout_ref.actor.loss_agg_mode",
         "critic.forward_max_token_len_per_gpu": "critic.ppo_max_token_len_per_gpu",
-        "critic.optim.clip_grad": "critic.grad_clip",
+        "critic.grad_clip": "critic.optim.clip_grad",
         "critic.model.external_lib": "actor_rollout_ref.model.external_lib",
         "critic.model.trust_remote_code": "actor_rollout_ref.model.trust_remote_code",
         "reward_model.use_dynamic_bsz": "critic.use_dynamic_bsz",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from verl.trainer.config.compat import per_gpu_sizes
 from verl.trainer.config.schema import PPOConfig
 from verl.utils.config import ConfigError
 
@@ -118,7 +119,8 @@ def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
                 f"over {ranks} ranks (trainer.nnodes x trainer.n_gpus_per_node); use a multiple of {ranks}"
             )
         if not sec.use_dynamic_bsz:
-            micro = sec.ppo_micro_batch_size_per_gpu
+            micro = sec.ppo_micro_batch_size_per_gpu or per_gpu_sizes(config, ranks).get(name, {}).get(
+                "ppo_micro_batch_size_per_gpu")
             if micro is None:
                 raise ConfigError(f"set {name}.ppo_micro_batch_size_per_gpu (or {name}.use_dynamic_bsz=true)")
             if micro > per_rank:

@@ -103,9 +103,20 @@ class RayPPOTrainer:
         """The policy section handed to workers: rollout lengths follow ``data.max_*_length`` (as verl's
         interpolation does); the user's config object is not modified."""
         arr, data = self.config.actor_rollout_ref, self.config.data
+        per_gpu = self._per_gpu_sizes
         rollout = dataclasses.replace(arr.rollout, prompt_length=data.max_prompt_length,
-                                      response_length=data.max_response_length)
-        return dataclasses.replace(arr, rollout=rollout)
+                                      response_length=data.max_response_length,
+                                      **per_gpu.get("actor_rollout_ref.rollout", {}))
+        actor = dataclasses.replace(arr.actor, **per_gpu.get("actor_rollout_ref.actor", {}))
+        ref = dataclasses.replace(arr.ref, **per_gpu.get("actor_rollout_ref.ref", {}))
+        return dataclasses.replace(arr, rollout=rollout, actor=actor, ref=ref)
+
+    @property
+    def _per_gpu_sizes(self) -> dict[str, dict[str, int]]:
+        """verl's deprecated global micro-batch sizes as the per-GPU sizes the workers read (their copies only)."""
+        from verl.trainer.config.compat import per_gpu_sizes
+
+        return per_gpu_sizes(self.config, world_size(self.config))
 
     def _role_classes(self) -> dict[Role, ClassWithInitArgs]:
         """Each role's worker class and constructor arguments (how they are started is the backend's)."""
@@ -119,11 +130,13 @@ class RayPPOTrainer:
         if self.use_reference and not self.ref_in_actor:
             classes[Role.RefPolicy] = ClassWithInitArgs(ActorRolloutRefWorker, arr, role="ref")
         if self.use_critic:
-            classes[Role.Critic] = ClassWithInitArgs(CriticWorker, cfg.critic, rollout_n=arr.rollout.n,
+            critic = dataclasses.replace(cfg.critic, **self._per_gpu_sizes.get("critic", {}))
+            classes[Role.Critic] = ClassWithInitArgs(CriticWorker, critic, rollout_n=arr.rollout.n,
                                                      total_training_steps=self.total_training_steps,
                                                      model_path=arr.model.path)
         if self.use_rm:
-            classes[Role.RewardModel] = ClassWithInitArgs(RewardModelWorker, cfg.reward_model)
+            rm = dataclasses.replace(cfg.reward_model, **self._per_gpu_sizes.get("reward_model", {}))
+            classes[Role.RewardModel] = ClassWithInitArgs(RewardModelWorker, rm)
         return classes
 
     def _placement(self, roles) -> tuple[dict[str, list[int]], dict[Role, str]]:
@@ -317,13 +330,18 @@ class RayPPOTrainer:
 
             actor = self.config.actor_rollout_ref.actor
             interval = actor.entropy_metric_interval
-            batch.meta_info["calculate_entropy"] = interval > 0 and self.global_steps % interval == 0
+            batch.meta_info["calculate_entropy"] = actor.calculate_entropy or (
+                interval > 0 and self.global_steps % interval == 0)
             # one epoch, one mini-batch: the update's own forward gives the old log-probs (ratio 1), unless the
             # driver needs them first (KL in the reward)
             rollout_n = self.config.actor_rollout_ref.rollout.n
             on_policy = is_on_policy(actor.ppo_epochs, len(batch), actor.ppo_mini_batch_size * rollout_n)
+            rc = self.config.algorithm.rollout_correction
             with timer("old_log_prob", timing):
-                if not on_policy or self.config.algorithm.use_kl_in_reward:
+                if rc.bypass_mode:  # rollout correction, bypass mode: the rollout's log-probs are the old ones
+                    batch.batch["old_log_probs"] = batch.batch["rollout_log_probs"]
+                    batch.meta_info["rollout_correction_bypass"] = rc
+                elif not on_policy or self.config.algorithm.use_kl_in_reward or rc.rollout_is or rc.rollout_rs:
                     old = self.actor_rollout_wg.compute_log_prob(batch)
                     entropy = old.batch.pop("entropys", None)
                     if entropy is not None:
@@ -332,6 +350,10 @@ class RayPPOTrainer:
                         batch.meta_info["calculate_entropy"] = False  # reported; the update need not recompute it
                     batch.union(old)
                     metrics.update(compute_rollout_probs_diff_metrics(batch))
+                    if rc.rollout_is or rc.rollout_rs:  # decoupled: weights of pi_old / pi_rollout, rejections
+                        from verl.trainer.ppo.rollout_corr_helper import apply_rollout_correction
+
+                        metrics.update(apply_rollout_correction(batch, rc))
             if self.use_reference:
                 with timer("ref", timing):
                     ref_wg = self.actor_rollout_wg if self.ref_in_actor else self.ref_policy_wg
@@ -417,6 +439,10 @@ class RayPPOTrainer:
         self.global_steps = state["global_steps"]
         self.kl_ctrl.value = state["kl_coef"]
         self._gen_calls = state["gen_calls"]
+        if tr.del_local_ckpt_after_load:  # verl's trainer.del_local_ckpt_after_load
+            import shutil
+
+            shutil.rmtree(path)
         print(f"resumed from {path} (step {self.global_steps})")
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -447,9 +473,16 @@ class RayPPOTrainer:
             if tr.val_only:
                 return last
         progress = tqdm(total=self.total_training_steps, initial=self.global_steps, desc="training", unit="step")
+        from verl.utils.profiler.torch_profile import StepProfiler
+
+        groups = {"actor_rollout": self.actor_rollout_wg, "ref": self.ref_policy_wg, "critic": self.critic_wg,
+                  "rm": self.rm_wg}
+        profiler = StepProfiler(self.config, groups)  # global_profiler.steps of the profiled roles
         while self.global_steps < self.total_training_steps:
             self.global_steps += 1
+            profiler.start(self.global_steps)
             last = self.train_step(self._next_batch())
+            profiler.stop(self.global_steps)
             is_last = self.global_steps == self.total_training_steps
             if tr.test_freq > 0 and (self.global_steps % tr.test_freq == 0 or is_last):
                 last.update(self.validate())
