@@ -111,7 +111,9 @@ class AgentLoopRollout:
         template = TemplateTokens(self.tokenizer, self.tool_schemas, request.eos_token_ids,
                                   prompts.meta_info.get("apply_chat_template_kwargs"))
         trajs = [self._new(prompts, i, name, template) for i, name in enumerate(names)]
-        self._run(self._rollout(trajs, prompts.meta_info, request, template))
+        width = prompts.batch["input_ids"].shape[1]
+        longest = max(self.config.max_model_len or 0, max(width, self.config.prompt_length) + request.response_length)
+        self._run(self._rollout(trajs, prompts.meta_info, request, template, longest))
         return assemble(prompts, trajs, request.response_length, request.pad_token_id, request.calculate_log_probs)
 
     def _run(self, coro) -> None:
@@ -154,14 +156,14 @@ class AgentLoopRollout:
                           interaction=interaction, interaction_kwargs=inter_kwargs)
 
     async def _rollout(self, trajs: list[Trajectory], meta: Mapping[str, Any], request: GenerationRequest,
-                       template: TemplateTokens) -> None:  # fmt: skip
+                       template: TemplateTokens, longest: int) -> None:  # fmt: skip
         for t in trajs:
             if t.interaction is not None:
                 t.interaction_id = await t.interaction.start_interaction(None, **t.interaction_kwargs)
         try:
             round_ = 0
             while live := [t for t in trajs if t.stop_reason is None]:
-                self._generate(live, meta, request, round_)
+                self._generate(live, meta, request, round_, longest)
                 await asyncio.gather(*(self._after_generation(t, request, template) for t in live))
                 round_ += 1
         finally:
@@ -170,13 +172,13 @@ class AgentLoopRollout:
         if mode != "disable":
             self._check(trajs, template, mode)
 
-    def _generate(self, live: list[Trajectory], meta: Mapping[str, Any], request: GenerationRequest, round_: int) -> None:
+    def _generate(self, live: list[Trajectory], meta: Mapping[str, Any], request: GenerationRequest, round_: int,
+                  longest: int) -> None:
         """One engine call continuing every live trajectory from its own ids."""
         r = request.response_length
         prefixes = [t.prompt_ids + t.response_ids for t in live]
         remaining = [r - len(t.response_ids) for t in live]
-        longest = max(self.config.max_model_len or 0, self.config.prompt_length + r)
-        r_call = max(1, min(max(remaining), longest - max(len(p) for p in prefixes)))
+        r_call = self._call_length(prefixes, remaining, longest)
         width = max(len(p) for p in prefixes)
         ids = torch.full((len(live), width), request.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(live), width), dtype=torch.long)
@@ -200,6 +202,12 @@ class AgentLoopRollout:
             ended = bool(new) and new[-1] in stops and not request.ignore_eos
             # a turn cut only by this call's length (not the budget) goes on in the next call
             t.turn_complete = ended or len(t.response_ids) >= r or n < r_call
+
+    def _call_length(self, prefixes: list[list[int]], remaining: list[int], longest: int) -> int:
+        """Tokens asked of one call: the largest remaining budget, capped so that the longest prefix plus the call
+        fits ``longest`` (the sequence length the engine is sized for); a row cut short by the cap goes on in the
+        next call."""
+        return max(1, min(max(remaining), longest - max(len(p) for p in prefixes)))
 
     async def _after_generation(self, t: Trajectory, request: GenerationRequest, template: TemplateTokens) -> None:
         if not t.turn_complete:
