@@ -126,13 +126,19 @@ def main(argv: list[str] | None = None) -> dict:
                    help="GRPO's rollout engine (vllm needs vLLM installed; make setup does it on Linux x86-64)")
     p.add_argument("--execution_mode", default="local", choices=["local", "ray"],
                    help="GRPO in this process without Ray (local), or on worker processes started by Ray")
+    p.add_argument("--lora_rank", type=int, default=0,
+                   help="GRPO with LoRA adapters of this rank on the SFT model (0: full fine-tuning)")
+    p.add_argument("--lora_alpha", type=float, default=32)
+    p.add_argument("--grpo_lr", type=float, default=None,
+                   help="GRPO learning rate (default 3e-4; 3e-3 with LoRA, whose small adapters need a larger step)")
     p.add_argument("--reuse_sft", action="store_true",
                    help="reuse the task and SFT model already in --out_dir: run GRPO only (e.g. with another engine)")
     args = p.parse_args(argv)
 
     out = os.path.abspath(args.out_dir)
     grpo_dir = ("grpo" if args.rollout == "native" else f"grpo_{args.rollout}") + (
-        "_ray" if args.execution_mode == "ray" else "")
+        "_ray" if args.execution_mode == "ray" else "") + (f"_lora{args.lora_rank}" if args.lora_rank else "")
+    lr = args.grpo_lr or (3e-3 if args.lora_rank else 3e-4)
     data, base, sft, grpo = (os.path.join(out, d) for d in ("data", "base_model", "sft", grpo_dir))
     sft_model = os.path.join(sft, f"global_step_{args.sft_steps}", "huggingface")
     timings: dict[str, float] = {}
@@ -148,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
                  "data.train_batch_size=32", "data.max_prompt_length=64", "data.max_response_length=8",
                  f"data.seed={args.seed}",
                  f"actor_rollout_ref.model.path={sft_model}", "actor_rollout_ref.model.enable_gradient_checkpointing=false",
-                 "actor_rollout_ref.actor.optim.lr=3e-4", "actor_rollout_ref.actor.ppo_mini_batch_size=16",
+                 f"actor_rollout_ref.actor.optim.lr={lr}", "actor_rollout_ref.actor.ppo_mini_batch_size=16",
+                 f"actor_rollout_ref.model.lora_rank={args.lora_rank}", f"actor_rollout_ref.model.lora_alpha={args.lora_alpha}",
                  "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=128",
                  f"actor_rollout_ref.rollout.name={args.rollout}", "actor_rollout_ref.rollout.n=8",
                  "actor_rollout_ref.rollout.dtype=" + ("float32" if args.device == "cpu" else "bfloat16"),

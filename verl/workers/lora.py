@@ -118,6 +118,13 @@ def apply_lora(model: nn.Module, spec: LoraSpec, seed: int = 0) -> nn.Module:
     from peft.tuners.lora import Linear as LoraLinear
     from peft.tuners.lora import LoraLayer
 
+    if not isinstance(spec.target_modules, str):  # peft only complains when no target matches at all
+        names = [name for name, _ in model.named_modules()]
+        unmatched = [t for t in spec.target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+        if unmatched:
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+            raise ValueError(f"{spec.key}.target_modules={_show(spec.target_modules)}: {unmatched} match no module of "
+                             f"the model; its linear layers are named {linear}")
     config = spec.peft_config()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
