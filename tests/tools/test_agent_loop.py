@@ -221,6 +221,18 @@ def test_gsm8k_interaction_turns_scores_and_user_tokens_masked(tokenizer):
     assert interaction._state == {}  # finalised
 
 
+def test_a_failing_interaction_ends_its_trajectory_not_the_step(tokenizer):
+    class Broken(Gsm8kInteraction):
+        async def generate_response(self, instance_id, messages, **kwargs):
+            raise ConnectionError("user simulator down")
+
+    out, _, _ = run(tokenizer, {"Q-broken": ["#### 1"], "Q-fine": ["#### 2"]}, ["Q-broken", "Q-fine"],
+                    interactions={"gsm8k": Broken({"name": "gsm8k"})},
+                    batch_kwargs={"interaction_kwargs": {"name": "gsm8k", "ground_truth": "2"}})
+    assert out.non_tensor_batch["stop_reason"].tolist() == ["interaction_error", "interaction_error"]
+    assert all(valid(out, 0, "response_mask"))
+
+
 def test_gsm8k_tool_reward_and_turns_reach_the_reward_function(tokenizer):
     from verl.reward.base import decode_batch
 

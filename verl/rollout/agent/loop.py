@@ -159,7 +159,11 @@ class AgentLoopRollout:
                        template: TemplateTokens, longest: int) -> None:  # fmt: skip
         for t in trajs:
             if t.interaction is not None:
-                t.interaction_id = await t.interaction.start_interaction(None, **t.interaction_kwargs)
+                try:
+                    t.interaction_id = await t.interaction.start_interaction(None, **t.interaction_kwargs)
+                except Exception as err:
+                    logger.warning("interaction start failed: %s: %s", type(err).__name__, err)
+                    t.interaction = None  # the trajectory runs without its user
         try:
             round_ = 0
             while live := [t for t in trajs if t.stop_reason is None]:
@@ -237,8 +241,13 @@ class AgentLoopRollout:
                                        mt.tool_response_truncate_side)
             self._insert(t, new, template, request.response_length)
         elif t.interaction is not None:
-            done, reply, score, _ = await t.interaction.generate_response(t.interaction_id, t.messages,
-                                                                          **t.interaction_kwargs)
+            try:
+                done, reply, score, _ = await t.interaction.generate_response(t.interaction_id, t.messages,
+                                                                              **t.interaction_kwargs)
+            except Exception as err:  # a broken interaction ends its trajectory, not the step
+                logger.warning("interaction failed: %s: %s", type(err).__name__, err)
+                t.stop_reason = "interaction_error"
+                return
             if score is not None:
                 t.turn_scores.append(float(score))
             if done:
