@@ -626,8 +626,8 @@ class RewardModelConfig:
     the driver (its managers run their scorer calls in parallel where they can); both values give the same
     rewards."""
     num_workers: int = 1
-    """verl: reward-loop workers. Scoring here runs in the driver's reward manager (``prime`` and the
-    ``reward_kwargs`` of each manager set its parallelism); only 1 is accepted."""
+    """verl: reward-loop workers, which only spread the scoring. Here the driver's reward manager scores
+    (``prime``: in a process pool sized by ``reward_kwargs.num_workers``); any value gives the same rewards."""
     reward_loop_source: str = "register"
     """Where the reward loop's manager comes from: ``register`` (by ``reward_manager`` name)."""
     reward_loop_module_path: str | None = None

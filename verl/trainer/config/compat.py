@@ -76,8 +76,6 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
     "data.sampler.class_path": ((None,), "custom samplers are not available; data.shuffle and data.seed choose the order"),
     "data.datagen.path": ((None,), "dynamic data generation is not available"),
     "reward_model.enable_resource_pool": ((False,), "roles are placed by trainer.placement (colocate or split)"),
-    "reward_model.num_workers": ((1,), "scoring runs in the driver's reward manager (reward_model.reward_manager=prime "
-                                 "scores in a process pool)"),
     "reward_model.reward_loop_source": (("register",), "reward managers are chosen by name (reward_model.reward_manager)"),
     "reward_model.reward_loop_module_path": ((None,), "use reward_model.reward_manager or custom_reward_function.path"),
     "reward_model.sandbox_fusion.url": ((None,), "code rewards run in this library's local sandbox"),
@@ -120,6 +118,9 @@ SAME_EITHER_WAY: dict[str, str] = {
     "data.sampler.class_name": "read only with data.sampler.class_path (refused)",
     "data.datagen.name": "read only with data.datagen.path (refused)",
     "reward_model.use_reward_loop": "rewards are scored by the driver's reward manager either way",
+    "reward_model.num_workers": "verl's reward-loop workers only spread the scoring; here the driver's reward "
+                                "manager scores (prime: in a process pool sized by reward_kwargs.num_workers), "
+                                "with the same rewards",
     "reward_model.n_gpus_per_node": "read only with enable_resource_pool (refused)",
     "reward_model.nnodes": "read only with enable_resource_pool (refused)",
     "reward_model.reward_loop_class_name": "read only with reward_loop_module_path (refused)",

@@ -89,10 +89,6 @@ def _check_rollout_correction(config: Any) -> None:
     if on and config.actor_rollout_ref.actor.tis_imp_ratio_cap > 0:
         raise ConfigError(f"actor_rollout_ref.actor.tis_imp_ratio_cap and {key} both weight the loss by rollout "
                           f"importance ratios; use {key}.rollout_is=token with rollout_is_threshold instead")
-    if rc.bypass_mode and rc.loss_type == "ppo_clip" and rc.rollout_is is not None:
-        raise ConfigError(f"{key}.rollout_is={rc.rollout_is} with bypass_mode=true and loss_type=ppo_clip: the PPO "
-                          "ratio is already pi_theta / pi_rollout there; set rollout_is=null, or loss_type=reinforce "
-                          "for explicit importance weights")
     if not rc.bypass_mode and rc.loss_type != "ppo_clip":
         raise ConfigError(f"{key}.loss_type={rc.loss_type} applies to bypass mode; set {key}.bypass_mode=true")
 

@@ -52,7 +52,9 @@ class RolloutCorrectionConfig:
 
     rollout_is: str | None = None
     """Importance weights pi_old / pi_rollout (bypass mode: pi_theta / pi_rollout) multiplied into the policy
-    loss: ``token`` (one per token), ``sequence`` (the product over the response, one per sequence); None = off."""
+    loss: ``token`` (one per token), ``sequence`` (the product over the response, one per sequence); None = off.
+    In bypass mode with ``loss_type=ppo_clip`` they are not applied (the PPO ratio already is pi_theta /
+    pi_rollout), as in verl."""
     rollout_is_threshold: float = 2.0
     """Upper truncation of the importance weights (truncated IS)."""
     rollout_rs: str | None = None
