@@ -69,12 +69,16 @@ def build_dataloaders(config: PPOConfig, tokenizer):
         raise ConfigError(f"{key}={gen_batch_size} is larger than the {len(train_set)} training rows; lower it or "
                           "add data")
     train_loader = StatefulDataLoader(train_set, batch_size=gen_batch_size,
-                                      sampler=create_rl_sampler(data, train_set), collate_fn=collate_fn, drop_last=True)
+                                      sampler=create_rl_sampler(data, train_set), collate_fn=collate_fn, drop_last=True,
+                                      num_workers=data.dataloader_num_workers)
     val_loader = None
     if data.val_files:
         val_set = create_rl_dataset(data.val_files, data, tokenizer, is_train=False)
-        val_loader = DataLoader(val_set, batch_size=data.val_batch_size or len(val_set), shuffle=False,
-                                collate_fn=collate_fn)
+        import torch
+
+        val_loader = DataLoader(val_set, batch_size=data.val_batch_size or len(val_set), shuffle=data.validation_shuffle,
+                                collate_fn=collate_fn, num_workers=data.dataloader_num_workers,
+                                generator=torch.Generator().manual_seed(data.seed))
     return train_loader, val_loader
 
 

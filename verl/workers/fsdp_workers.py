@@ -107,6 +107,8 @@ class ActorRolloutRefWorker(Worker):
         if self._is_ref and not self._ref_in_actor:
             ref_module = build_sharded_model(model_cfg, "causal_lm", cfg.ref.fsdp_config, self.world_size, self.device, train=False)
             self.ref = PPOActor(ref_module, cfg.actor, packed=packed, dp_size=self.world_size)
+            if cfg.ref.fsdp_config.param_offload:  # on the host between reference passes
+                offload_model(ref_module, True, self.device)
         if self._is_rollout:
             from verl.rollout import build_rollout
 
@@ -215,7 +217,12 @@ class ActorRolloutRefWorker(Worker):
                 log_probs, _ = self.actor.compute_log_prob(data, plan, temperature)
             self._offload_actor()
         else:
+            offload = self.config.ref.fsdp_config.param_offload
+            if offload:
+                offload_model(self.ref.model, False, self.device)
             log_probs, _ = self.ref.compute_log_prob(data, plan, temperature)
+            if offload:
+                offload_model(self.ref.model, True, self.device)
         return DataProto.from_dict({"ref_log_prob": log_probs})
 
     # ------------------------------------------------------------------ training

@@ -88,6 +88,7 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
     "trainer.esi_redundant_time": ((0,), "expiry-triggered saving is not available; use trainer.save_freq"),
     "trainer.use_legacy_worker_impl": (("auto", "enable", "disable"), "verl's three values; one implementation runs"),
     "transfer_queue.enable": ((False,), "batches travel with the worker calls"),
+    "actor_rollout_ref.hybrid_engine": ((True,), "actor and rollout always share one process and its weights here"),
     "*.profiler.tool_config.torch.discrete": ((False,), "one trace per profiled step and process"),
 }
 
@@ -133,6 +134,10 @@ SAME_EITHER_WAY: dict[str, str] = {
     "*.profiler.tool_config.npu.*": "read only with the npu tool (refused)",
     "global_profiler.global_tool_config.nsys.*": "read only with the nsys tool (refused)",
     "trainer.max_critic_ckpt_to_keep": "checkpoints are kept or deleted whole, by trainer.max_actor_ckpt_to_keep",
+    "*.mixed_precision.buffer_dtype": "FSDP2 has no buffer dtype: buffers keep the dtype they load in (as under "
+                                      "verl's fsdp2)",
+    "reward_model.launch_reward_fn_async": "the rewards are the same; here they are computed right after generation, "
+                                           "before the log-prob passes, rather than overlapping them",
 }
 
 

@@ -61,21 +61,29 @@ def filter_zero_variance_groups(batch: DataProto, values: np.ndarray) -> tuple[D
     return batch[np.asarray(kept_rows, dtype=np.int64)], len(keep), len(by_uid) - len(keep)
 
 
+def generation_rows(step: int | str, tokenizer, batch: DataProto, scores: torch.Tensor) -> list[dict]:
+    """One dict per sample: step, decoded prompt (``input``) and response (``output``), score, data source."""
+    R = batch.batch["responses"].shape[-1]
+    mask = batch.batch["attention_mask"]
+    rows = []
+    for i in range(len(batch)):
+        prompt = batch.batch["input_ids"][i, :-R][mask[i, :-R].bool()]
+        response = batch.batch["responses"][i][mask[i, -R:].bool()]
+        row = {
+            "step": step,
+            "input": tokenizer.decode(prompt, skip_special_tokens=True),
+            "output": tokenizer.decode(response, skip_special_tokens=True),
+            "score": float(scores[i]),
+        }
+        if "data_source" in batch.non_tensor_batch:
+            row["data_source"] = str(batch.non_tensor_batch["data_source"][i])
+        rows.append(row)
+    return rows
+
+
 def dump_generations(path: str, step: int, tokenizer, batch: DataProto, scores: torch.Tensor) -> None:
     """Append one JSON line per sample (prompt, response, score) to ``<path>/<step>.jsonl``."""
     os.makedirs(path, exist_ok=True)
-    R = batch.batch["responses"].shape[-1]
-    mask = batch.batch["attention_mask"]
     with open(os.path.join(path, f"{step}.jsonl"), "a") as f:
-        for i in range(len(batch)):
-            prompt = batch.batch["input_ids"][i, :-R][mask[i, :-R].bool()]
-            response = batch.batch["responses"][i][mask[i, -R:].bool()]
-            row = {
-                "step": step,
-                "input": tokenizer.decode(prompt, skip_special_tokens=True),
-                "output": tokenizer.decode(response, skip_special_tokens=True),
-                "score": float(scores[i]),
-            }
-            if "data_source" in batch.non_tensor_batch:
-                row["data_source"] = str(batch.non_tensor_batch["data_source"][i])
+        for row in generation_rows(step, tokenizer, batch, scores):
             f.write(json.dumps(row) + "\n")

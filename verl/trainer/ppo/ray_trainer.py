@@ -385,6 +385,7 @@ class RayPPOTrainer:
             return {}
         n = self.config.actor_rollout_ref.rollout.val_kwargs.n
         sources, uids, scores, preds, gens = [], [], [], [], []
+        shown: list[dict] = []
         for k, batch_dict in enumerate(self.val_dataloader):
             batch = DataProto.from_single_dict(batch_dict)
             batch.non_tensor_batch["uid"] = np.array([f"val-{k}-{i}" for i in range(len(batch))], dtype=object)
@@ -404,6 +405,12 @@ class RayPPOTrainer:
             if self.config.trainer.validation_data_dir:
                 batch_ops.dump_generations(self.config.trainer.validation_data_dir, f"val_{self.global_steps}",
                                            self.tokenizer, gen, seq_scores)
+            wanted = self.config.trainer.log_val_generations - len(shown)
+            if wanted > 0:  # trainer.log_val_generations: the first N samples, printed below
+                shown += batch_ops.generation_rows(self.global_steps, self.tokenizer, gen[:wanted], seq_scores[:wanted])
+        for row in shown:
+            print(f"[validation step {row['step']}] score={row['score']:.3f}\n  input:  {row['input']!r}\n"
+                  f"  output: {row['output']!r}", flush=True)
         has_preds = any(p != "None" for p in preds)
         metrics = process_validation_metrics(sources, uids, scores, preds if has_preds else None)
         if gens:  # multi-turn: val-aux/num_turns/*, tool calls and failures
