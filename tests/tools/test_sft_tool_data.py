@@ -41,10 +41,24 @@ def test_tool_call_conversation_trains_assistant_tokens_only(tokenizer, tmp_path
     call_text = '<tool_call>\n{"name": "calc", "arguments": {"expr": "4821+3977"}}\n</tool_call>'
     assert call_text in text and '"expr": {"type": "string"}' in text  # arguments a dict again; tools listed
     trained = tok.decode(ids[mask])
-    lead = "\n" if template == "tiny" else ""  # the tiny template writes content ("") then "\n<tool_call>"
-    assert trained == f"{lead}{call_text}<|im_end|>#### 8798<|im_end|>"
+    assert trained == f"{call_text}<|im_end|>#### 8798<|im_end|>"  # the call starts where the generation prompt ends
     # every trained token is inside an assistant turn: nothing of the tool response is trained
     assert "8798\n</tool_response>" in tok.decode(ids[~mask])
+
+
+def test_a_token_across_the_generation_prompt_boundary_is_reported(tmp_path):
+    """A template that writes "\n\n<tool_call>" after "assistant\n", with a tokenizer that merges "\n\n": training
+    would see a token generation never does (the bug that kept a tiny model from ever calling its tool)."""
+    from verl.data.sft_dataset import tokenize_conversation
+    from verl.utils.tiny_model import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer(extra_texts=["a\n\nb"] * 50)
+    tok.chat_template = tok.chat_template.replace(
+        "{{- '<|im_start|>' + message['role'] }}{%- if message['content'] %}", "{{- '<|im_start|>' + message['role'] + '\\n' }}{%- if message['content'] %}")
+    messages = [{**m, "tool_calls": [{"function": {"name": "calc", "arguments": {"expr": "1+1"}}}]} if i == 1 else m
+                for i, m in enumerate(CONVERSATION[:2])]
+    with pytest.warns(UserWarning, match="spans the end of the generation prompt"):
+        tokenize_conversation(tok, messages)
 
 
 def test_bad_tool_call_arguments_are_named(tokenizer, tmp_path):

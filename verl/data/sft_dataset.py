@@ -21,6 +21,7 @@ stop (ChatML: the content and ``<|im_end|>``, not the newline after it).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,12 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, Any]], tools:
     eos = getattr(tokenizer, "eos_token_id", None)
     mask = [0] * len(ids)
     for start, end in spans:
+        if any(s < start < e for s, e in offsets):
+            warnings.warn(
+                "a token of the chat template spans the end of the generation prompt and the start of an assistant "
+                f"turn ({full[max(0, start - 12):start]!r} + {full[start:start + 12]!r}): training sees it merged, "
+                "generation sees the prompt's own tokens first; the turn's first token is not trained. Use a template "
+                "whose assistant turn starts where the generation prompt ends", stacklevel=2)
         inside = [k for k, (s, _) in enumerate(offsets) if start <= s < end]
         eos_at = [k for k in inside if ids[k] == eos]
         last = eos_at[-1] if eos_at else (inside[-1] if inside else -1)

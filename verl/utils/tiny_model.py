@@ -40,7 +40,9 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 _TOOL_TOKENS = ("<tool_call>", "</tool_call>")  # plain added tokens (not special), as in Qwen2.5
 
 # ChatML, Qwen2-style: no default system prompt (keeps tiny prompts short); optional tools listed in the
-# system turn; assistant tool calls rendered as <tool_call> JSON; "tool" messages as <tool_response> in a user turn.
+# system turn; assistant tool calls rendered as <tool_call> JSON right after "<|im_start|>assistant\n" when there is
+# no content (as Qwen2.5 does: the model writes the call where the generation prompt ends); "tool" messages as
+# <tool_response> in a user turn.
 CHAT_TEMPLATE = (
     "{%- if tools %}"
     "{{- '<|im_start|>system\\n' }}"
@@ -58,14 +60,17 @@ CHAT_TEMPLATE = (
     "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
     "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' }}"
     "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
-    "{%- else %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') }}"
-    "{%- for call in message.get('tool_calls') or [] %}"
+    "{%- elif message.get('tool_calls') %}"
+    "{{- '<|im_start|>' + message['role'] }}"
+    "{%- if message['content'] %}{{- '\\n' + message['content'] }}{%- endif %}"
+    "{%- for call in message['tool_calls'] %}"
     "{%- set fn = call['function'] if call['function'] is defined else call %}"
     "{{- '\\n<tool_call>\\n{\"name\": \"' + fn['name'] + '\", \"arguments\": ' }}"
     "{{- (fn['arguments'] if fn['arguments'] is string else (fn['arguments'] | tojson)) + '}\\n</tool_call>' }}"
     "{%- endfor %}"
     "{{- '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') + '<|im_end|>\\n' }}"
     "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
