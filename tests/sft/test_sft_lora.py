@@ -11,7 +11,8 @@ from verl.trainer.fsdp_sft_trainer import main
 from verl.utils.tracking import read_metrics
 
 LORA = ["model.lora_rank=8", "model.lora_alpha=16", "optim.lr=5e-3", "optim.lr_scheduler=constant",
-        "trainer.total_training_steps=4", "trainer.save_freq=2", "model.enable_gradient_checkpointing=true"]
+        "trainer.total_training_steps=4", "trainer.save_freq=2", "model.enable_gradient_checkpointing=true",
+        "trainer.save_hf_model=true"]
 
 
 def sft_args(model_dir, files, out_dir, *extra):
@@ -64,9 +65,11 @@ def test_sft_lora_adapter_loads_with_peft(lora_run, model_dir):
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), str(ckpt / "lora_adapter")).eval()
     merged = AutoModelForCausalLM.from_pretrained(model_dir)
     merged.load_state_dict(load_checkpoint_state_dict(str(ckpt), tied=True), strict=False)
+    exported = AutoModelForCausalLM.from_pretrained(ckpt / "huggingface").eval()  # save_hf_model: merged weights
     ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, merged.eval()(input_ids=ids).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(input_ids=ids).logits, exported(input_ids=ids).logits, atol=1e-5, rtol=0)
         assert not torch.allclose(model(input_ids=ids).logits, AutoModelForCausalLM.from_pretrained(model_dir)(input_ids=ids).logits)
 
 
