@@ -134,6 +134,10 @@ SAME_EITHER_WAY: dict[str, str] = {
     "*.profiler.tool_config.npu.*": "read only with the npu tool (refused)",
     "global_profiler.global_tool_config.nsys.*": "read only with the nsys tool (refused)",
     "trainer.max_critic_ckpt_to_keep": "checkpoints are kept or deleted whole, by trainer.max_actor_ckpt_to_keep",
+    "data.return_raw_input_ids": "nothing in verl reads it either; the dataset always returns raw_prompt_ids",
+    "data.filter_overlong_prompts_workers": "filtering runs batched in one process, with the same result",
+    "actor_rollout_ref.rollout.mode": "verl's sync (in-process engine) and async (server-based agent loop) give the "
+                                      "same samples; the engines here run in the worker process either way",
     "*.mixed_precision.buffer_dtype": "FSDP2 has no buffer dtype: buffers keep the dtype they load in (as under "
                                       "verl's fsdp2)",
     "reward_model.launch_reward_fn_async": "the rewards are the same; here they are computed right after generation, "
