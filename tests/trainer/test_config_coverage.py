@@ -19,7 +19,7 @@ import pytest
 
 import verl
 from verl.trainer.config import PPOConfig, load_config, validate_config
-from verl.trainer.config.compat import GLOBAL_MICRO_BATCHES, fixed_rule, same_either_way_reason
+from verl.trainer.config.compat import GLOBAL_MICRO_BATCHES, check_fixed_keys, fixed_rule, same_either_way_reason
 from verl.utils.config import ConfigError, from_mapping, iter_fields
 
 ROOT = Path(verl.__file__).parent
@@ -79,8 +79,14 @@ def test_fixed_keys_refuse_other_values_naming_the_key(key):
     accepted, why = fixed_rule(key)
     config = refused_value(key, accepted, base_config())
     with pytest.raises(ConfigError, match=re.escape(key)):
-        validate_config(config, check_environment=False)
+        check_fixed_keys(config, ranks=8)  # the first check of validate_config (see the next test)
     assert why
+
+
+def test_validate_config_refuses_fixed_keys_before_anything_else():
+    config = with_value("actor_rollout_ref.actor.router_replay.mode", "R3", base_config())
+    with pytest.raises(ConfigError, match="router_replay.mode='R3' is not supported: MoE router replay"):
+        validate_config(config, check_environment=False)
 
 
 def test_every_key_is_fixed_same_either_way_or_read():
