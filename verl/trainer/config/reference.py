@@ -49,6 +49,20 @@ def _section_doc(dotted: str) -> str:
     return doc
 
 
+def _status(key: str) -> str:
+    """The key's status in one phrase, after its meaning: refused values, or why any value behaves the same."""
+    from verl.trainer.config.compat import fixed_rule, same_either_way_reason
+
+    rule = fixed_rule(key)
+    if rule is not None:
+        accepted = ", ".join(f"`{_yaml_value(a)}`" for a in rule[0])
+        return f" **Accepted: {accepted} only** ({_markdown_text(rule[1])})."
+    reason = same_either_way_reason(key)
+    if reason is not None:
+        return f" **Any value behaves the same here**: {_markdown_text(reason)}."
+    return ""
+
+
 def generated_markdown() -> str:
     """Every key of :class:`PPOConfig` in one table per section, in declaration order."""
     sections: dict[str, list[tuple[str, Any, str]]] = {}
@@ -64,8 +78,9 @@ def generated_markdown() -> str:
             lines += [_markdown_text(doc), ""]
         lines += ["| key | default | meaning |", "| --- | --- | --- |"]
         for key, default, field_doc in rows:
-            default_text = _yaml_value(default).replace("|", "\\|")
-            lines.append(f"| `{key}` | `{default_text}` | {_markdown_text(field_doc)} |")
+            source = PPOConfig.derived_defaults.get(key)
+            default_text = ("${" + source + "}") if source else _yaml_value(default).replace("|", "\\|")
+            lines.append(f"| `{key}` | `{default_text}` | {_markdown_text(field_doc)}{_status(key)} |")
         lines.append("")
     return "\n".join(lines)
 
