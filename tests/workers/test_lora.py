@@ -169,6 +169,12 @@ def test_rollout_equals_peft_merge_and_adapter_loads_with_peft(trained, tiny_mod
         assert out.batch["responses"][i, :n].tolist() == gen[:n].tolist()
     for name, value in adapters(worker).items():  # merging for the rollout left the trained tensors alone
         assert torch.equal(value, before[name]), name
+    # a new actor started from the saved adapter (lora_adapter_path; rank and alpha from its config) continues
+    # from it: the same policy
+    started = policy(tiny_model_dir, lora={"lora_adapter_path": adapter_dir})
+    assert started.lora.rank == 4 and started.lora.alpha == 8
+    torch.testing.assert_close(started.compute_log_prob(data).batch["old_log_probs"], got, atol=1e-6, rtol=0)
+    assert all(p.requires_grad for n, p in started.actor_module.named_parameters() if is_lora_name(n))
     weights = worker.get_actor_weights()
     assert not any(is_lora_name(n) or "base_layer" in n for n in weights), "the base model's names"
     for name, value in merged.state_dict().items():

@@ -211,6 +211,9 @@ class ModelConfig(HFModelConfig):
     (``[q_proj,v_proj]``)."""
     exclude_modules: Any = None
     """Module names LoRA leaves out of ``target_modules`` (a name or a list), or null."""
+    lora_adapter_path: str | None = None
+    """A saved peft LoRA adapter (a directory with ``adapter_config.json``) the actor starts from and keeps training;
+    its rank, alpha and targets are used (``lora_rank`` may stay 0)."""
     use_shm: bool = False
     """Copy the model directory to ``/dev/shm`` once and load it from there (faster repeated loading)."""
 
@@ -444,6 +447,12 @@ class CriticModelConfig(HFModelConfig):
     """Local model directory; empty = the actor's ``model.path``."""
     fsdp_config: FSDPConfig = field(default_factory=FSDPConfig)
     """Sharding and offload of the critic."""
+    lora_rank: int = 0
+    """LoRA on the critic: not available (only 0); the policy's LoRA is ``actor_rollout_ref.model.lora_rank``."""
+    lora_alpha: float = 16
+    """LoRA alpha of the critic (unused: critic LoRA is not available)."""
+    target_modules: Any = "all-linear"
+    """LoRA targets of the critic (unused: critic LoRA is not available)."""
 
 
 @dataclass

@@ -65,11 +65,17 @@ class LoraSpec:
     exclude_modules: tuple[str, ...] = ()
     key: str = "model"
     """The config section the keys came from, for messages (``actor_rollout_ref.model``, ``model``)."""
+    adapter_path: str | None = None
+    """A saved peft adapter to start from (its config gave the fields above)."""
 
     @classmethod
     def from_model_config(cls, model_cfg: Any, key: str) -> LoraSpec | None:
         """The spec of a config section with ``lora_rank``, ``lora_alpha``, ``target_modules`` (and
-        ``exclude_modules``); None when ``lora_rank`` is 0 (full fine-tuning)."""
+        ``exclude_modules``, ``lora_adapter_path``); None when ``lora_rank`` is 0 and no adapter is given (full
+        fine-tuning). A ``lora_adapter_path`` supplies rank, alpha and targets from its ``adapter_config.json``."""
+        adapter_path = getattr(model_cfg, "lora_adapter_path", None)
+        if adapter_path:
+            return cls._from_adapter(os.path.expanduser(adapter_path), key)
         rank = int(getattr(model_cfg, "lora_rank", 0) or 0)
         if rank < 0:
             raise ValueError(f"{key}.lora_rank={rank} must be >= 0 (0 = full fine-tuning)")
@@ -86,6 +92,25 @@ class LoraSpec:
         excludes = _names(getattr(model_cfg, "exclude_modules", None), f"{key}.exclude_modules")
         excludes = (excludes,) if isinstance(excludes, str) else excludes
         return cls(rank, alpha, targets, excludes, key)
+
+    @classmethod
+    def _from_adapter(cls, path: str, key: str) -> LoraSpec:
+        import json
+
+        file = os.path.join(path, "adapter_config.json")
+        if not os.path.isfile(file):
+            raise ValueError(f"{key}.lora_adapter_path={path!r} has no adapter_config.json (a directory saved by peft, "
+                             "e.g. a checkpoint's lora_adapter/)")
+        with open(file) as f:
+            saved = json.load(f)
+        if saved.get("peft_type", "LORA") != "LORA" or saved.get("use_dora") or saved.get("rank_pattern"):
+            raise ValueError(f"{key}.lora_adapter_path={path!r}: only plain LoRA adapters (no DoRA, no per-module "
+                             "ranks) can be trained on here")
+        targets = saved["target_modules"]
+        targets = targets if isinstance(targets, str) else tuple(sorted(targets))
+        excludes = saved.get("exclude_modules") or ()
+        excludes = (excludes,) if isinstance(excludes, str) else tuple(excludes)
+        return cls(int(saved["r"]), float(saved["lora_alpha"]), targets, excludes, key, path)
 
     def peft_config(self) -> Any:
         from peft import LoraConfig
@@ -129,7 +154,12 @@ def apply_lora(model: nn.Module, spec: LoraSpec, seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            peft_model = get_peft_model(model, config)
+            if spec.adapter_path:
+                from peft import PeftModel
+
+                peft_model = PeftModel.from_pretrained(model, spec.adapter_path, is_trainable=True)
+            else:
+                peft_model = get_peft_model(model, config)
         except ValueError as err:  # peft: "Target modules {...} not found in the base model"
             raise ValueError(f"{spec.key}.target_modules={_show(spec.target_modules)}: {err}") from None
     wrong = [name for name, m in model.named_modules() if isinstance(m, LoraLayer) and not isinstance(m, LoraLinear)]

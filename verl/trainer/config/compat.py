@@ -41,6 +41,8 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
     "actor_rollout_ref.ref.fsdp_config.forward_only": ((True,), "the reference model is never trained"),
     "reward_model.model.fsdp_config.forward_only": ((True,), "the reward model is never trained"),
     "*.checkpoint.async_save": ((False,), "checkpoints are written synchronously and published atomically"),
+    "critic.model.lora_rank": ((0,), "LoRA on the critic is not available; train the critic fully (the policy's "
+                               "LoRA is actor_rollout_ref.model.lora_rank)"),
     "data.use_shm": ((False,), "data files are read from local disk (models: model.use_shm works)"),
     "*.model.enable_activation_offload": ((False,), "activation offload is not available; use "
                                           "model.enable_gradient_checkpointing=true"),
@@ -94,6 +96,8 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
 
 #: ``pattern: why any value is accepted``.
 SAME_EITHER_WAY: dict[str, str] = {
+    "critic.model.lora_alpha": "a setting of critic LoRA, which critic.model.lora_rank keeps off",
+    "critic.model.target_modules": "a setting of critic LoRA, which critic.model.lora_rank keeps off",
     "*.fsdp_config.use_orig_params": "an FSDP1 option; FSDP2 always keeps the original parameters",
     "*entropy_from_logits_with_chunking": "the log-prob/entropy kernel here always works in row chunks",
     "*entropy_checkpointing": "the log-prob/entropy kernel here always recomputes softmax in backward",

@@ -83,7 +83,8 @@ class RayPPOTrainer:
         self.use_critic = uses_critic(config)
         self.use_reference = uses_reference(config)
         # LoRA: the actor with its adapters disabled is the reference (verl's ref_in_actor); no reference worker
-        self.ref_in_actor = config.actor_rollout_ref.model.lora_rank > 0
+        model = config.actor_rollout_ref.model
+        self.ref_in_actor = model.lora_rank > 0 or bool(model.lora_adapter_path)
         self.use_rm = config.reward_model.enable
         self.kl_ctrl = get_kl_controller(config.algorithm.kl_ctrl)
         tr = config.trainer
