@@ -26,6 +26,15 @@ NAMES = {
     "verl.trainer.ppo.core_algos": ["register_policy_loss", "get_policy_loss_fn", "register_adv_est",
                                     "get_adv_estimator_fn", "agg_loss", "compute_value_loss", "AdvantageEstimator"],
     "verl.utils.reward_score": ["default_compute_score"],
+    "verl.tools.base_tool": ["BaseTool"],
+    "verl.tools.schemas": ["OpenAIFunctionToolSchema", "OpenAIFunctionSchema", "OpenAIFunctionParametersSchema",
+                           "OpenAIFunctionPropertySchema", "OpenAIFunctionParsedSchema", "OpenAIFunctionCallSchema",
+                           "OpenAIFunctionToolCall", "ToolResponse"],
+    "verl.tools.gsm8k_tool": ["Gsm8kTool"],
+    "verl.tools.utils.tool_registry": ["initialize_tools_from_config", "get_tool_class"],
+    "verl.interactions.base": ["BaseInteraction"],
+    "verl.interactions.gsm8k_interaction": ["Gsm8kInteraction"],
+    "verl.interactions.utils.interaction_registry": ["initialize_interactions_from_config"],
 }  # fmt: skip
 
 
