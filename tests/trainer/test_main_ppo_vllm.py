@@ -1,6 +1,6 @@
 """``main_ppo`` with ``actor_rollout_ref.rollout.name=vllm`` on 2 CPU worker processes (one vLLM engine per rank,
-fed the FSDP actor's weights in memory): resume after 2 steps equals 4 uninterrupted steps, as with the native
-engine. Skipped where vLLM is not installed."""
+fed the FSDP actor's weights in memory): step 2 resumed from the step-1 checkpoint equals step 2 of the
+uninterrupted run, as with the native engine. Skipped where vLLM is not installed."""
 
 import os
 import sys
@@ -32,20 +32,21 @@ def vllm_fixture(tmp_path_factory):
 
 
 def test_vllm_resume_equals_uninterrupted(vllm_fixture, tmp_path):
-    common = ["algorithm.adv_estimator=grpo", "trainer.save_freq=2", "trainer.test_freq=-1", VARIED_REWARD,
+    common = ["algorithm.adv_estimator=grpo", "trainer.save_freq=1", "trainer.test_freq=-1", VARIED_REWARD,
               "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.enforce_eager=true",
-              "actor_rollout_ref.rollout.calculate_log_probs=true"]
+              "actor_rollout_ref.rollout.calculate_log_probs=true", "trainer.total_training_steps=2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert main(base_overrides(vllm_fixture, straight, *common, "trainer.total_training_steps=4")) == 0
-    assert main(base_overrides(vllm_fixture, resumed, *common, "trainer.total_training_steps=2")) == 0
-    assert main(base_overrides(vllm_fixture, resumed, *common, "trainer.total_training_steps=4")) == 0
+    assert main(base_overrides(vllm_fixture, straight, *common)) == 0
+    # a fresh run from the step-1 checkpoint: new workers and engines, whose weights come from the checkpoint
+    assert main(base_overrides(vllm_fixture, resumed, *common, "trainer.resume_mode=resume_path",
+                               f"trainer.resume_from_path={straight / 'global_step_1'}")) == 0
     logs = read_log(straight)
     a, b = logs[-1], read_log(resumed)[-1]
-    assert a["step"] == b["step"] == 4
+    assert a["step"] == b["step"] == 2
     assert a["actor/grad_norm"] > 0 and a["critic/score/max"] > a["critic/score/min"], "a step with real gradients"
     for key in ("actor/pg_loss", "actor/grad_norm", "critic/score/mean", "response_length/mean", "actor/entropy"):
         assert a[key] == pytest.approx(b[key], abs=1e-6), key
     # the engine took each update: the rollout's log-probs stay those of the actor that trains on them
-    for record in logs:
+    for record in logs + [b]:
         assert record["training/rollout_probs_diff_max"] < 1e-3, record["step"]
     assert torch.isfinite(torch.tensor([r["actor/pg_loss"] for r in logs])).all()
