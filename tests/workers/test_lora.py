@@ -225,3 +225,20 @@ def test_bad_targets_are_a_config_error_naming_the_key(tiny_model_dir):
     summary = describe_lora(tiny_model_dir, spec)
     assert summary.module_kinds == ("q_proj",) and summary.num_modules == 2
     assert "2 linear layers (q_proj)" in str(summary) and "trainable of" in str(summary)
+
+
+def test_use_shm_copies_the_model_directory_once_to_shared_memory(tiny_model_dir):
+    import shutil
+
+    from verl.utils.fs import copy_to_local
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here")
+    path = copy_to_local(tiny_model_dir, use_shm=True)
+    try:
+        assert path.startswith("/dev/shm/verl-cache/") and path != tiny_model_dir
+        assert sorted(os.listdir(path)) == sorted(os.listdir(tiny_model_dir))
+        assert copy_to_local(tiny_model_dir, use_shm=True) == path, "copied once"
+        assert copy_to_local(tiny_model_dir) == tiny_model_dir
+    finally:
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
