@@ -87,6 +87,23 @@ class SFTDataConfig:
     """Shuffle the training set each epoch (seeded by ``trainer.seed`` and the epoch)."""
     dataloader_num_workers: int = 0
     """Processes that tokenise batches ahead of the trainer (0: in the training process)."""
+    micro_batch_size: int | None = None
+    """verl's deprecated global micro-batch size: when set, each rank runs ``micro_batch_size / ranks`` samples
+    per forward instead of ``micro_batch_size_per_gpu``."""
+    train_max_samples: int = -1
+    """Use only the first N training rows (-1: all)."""
+    val_max_samples: int = -1
+    """Use only the first N validation rows (-1: all)."""
+    balance_dp_token: bool = False
+    """Balance tokens across data-parallel ranks (verl: "to be implemented"; only false)."""
+    use_shm: bool = False
+    """Copy data files to shared memory first (not available: only false)."""
+    custom_cls: dict[str, Any] = field(default_factory=lambda: {"path": None, "name": None})
+    """A user dataset class (not available for SFT: ``path`` must stay null)."""
+
+    def micro_batch_per_gpu(self, world_size: int) -> int:
+        """Samples per forward on one rank: ``micro_batch_size / ranks`` when verl's global size is set."""
+        return max(1, self.micro_batch_size // world_size) if self.micro_batch_size else self.micro_batch_size_per_gpu
 
     def validate(self) -> SFTDataConfig:
         if self.truncation not in TRUNCATION_MODES:
@@ -94,6 +111,11 @@ class SFTDataConfig:
         for key in ("max_length", "train_batch_size", "micro_batch_size_per_gpu", "max_token_len_per_gpu"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}={getattr(self, key)} must be >= 1")
+        refused = {"balance_dp_token": (self.balance_dp_token, False), "use_shm": (self.use_shm, False),
+                   "custom_cls.path": ((self.custom_cls or {}).get("path"), None)}
+        for key, (value, only) in refused.items():
+            if value != only:
+                raise ConfigError(f"data.{key}={value!r} is not available for SFT (accepted: {only}); remove it")
         if self.use_dynamic_bsz and self.max_token_len_per_gpu < self.max_length:
             raise ConfigError(f"data.max_token_len_per_gpu={self.max_token_len_per_gpu} is below data.max_length="
                               f"{self.max_length}: one sequence would not fit a micro-batch; raise it")

@@ -35,7 +35,8 @@ def parse_config(argv: Sequence[str] | None = None) -> SFTConfig:
     """The :class:`SFTConfig` of ``key=value`` command-line overrides (``--help`` prints the keys)."""
     from verl.utils.cli import parse_cli_config
 
-    return parse_cli_config(SFTConfig, argv, "python -m verl.trainer.fsdp_sft_trainer", __doc__.split("\n\n")[0])
+    return parse_cli_config(SFTConfig, argv, "python -m verl.trainer.fsdp_sft_trainer", __doc__.split("\n\n")[0],
+                            check=lambda cfg: cfg.validate(int(os.environ.get("WORLD_SIZE", 1))))  # for --cfg job
 
 
 def init_distributed() -> None:

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -58,6 +58,8 @@ class RayInitConfig:
 @dataclass
 class EvalConfig:
     """The whole evaluation run."""
+
+    config_names: ClassVar[tuple[str, ...]] = ("evaluation",)  # verl's --config-name for this entry point
 
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     """Input file and columns."""

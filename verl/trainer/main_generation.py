@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from verl.utils.config import ConfigError, to_dict
 from verl.workers.config import WorkerRolloutConfig
@@ -79,6 +79,8 @@ class GenTrainerConfig:
 @dataclass
 class GenerationConfig:
     """The whole offline generation run."""
+
+    config_names: ClassVar[tuple[str, ...]] = ("generation",)  # verl's --config-name for this entry point
 
     trainer: GenTrainerConfig = field(default_factory=GenTrainerConfig)
     """Processes."""

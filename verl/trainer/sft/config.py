@@ -8,7 +8,7 @@ written back here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from verl.data.sft_dataset import SFTDataConfig
 from verl.utils.config import ConfigError
@@ -49,9 +49,19 @@ class SFTModelConfig:
     use_shm: bool = False
     """Copy the model directory to ``/dev/shm`` once and load it from there."""
     use_liger: bool = False
-    """Liger kernels; not supported (must stay false)."""
-    fsdp_config: FSDPConfig = field(default_factory=FSDPConfig)
+    """Liger kernels; not integrated here (must stay false)."""
+    fsdp_config: SFTFSDPConfig = field(default_factory=lambda: SFTFSDPConfig())
     """Sharding and precision (``model_dtype`` master weights, bf16 compute on accelerators)."""
+
+
+@dataclass
+class SFTFSDPConfig(FSDPConfig):
+    """The SFT model's FSDP section, with the two offload keys of verl's SFT config."""
+
+    cpu_offload: bool = False
+    """verl's FSDP1 CPU offload of the SFT model (not supported by the SFT trainer: only false)."""
+    offload_params: bool = False
+    """verl's FSDP1 parameter offload of the SFT model (not supported by the SFT trainer: only false)."""
 
 
 @dataclass
@@ -66,6 +76,8 @@ class SFTOptimConfig:
     """AdamW epsilon."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
+    lr_warmup_steps_ratio: float | None = None
+    """verl's newer spelling of ``warmup_steps_ratio``; when set it wins."""
     warmup_steps_ratio: float = 0.1
     """Linear warm-up over this fraction of the total training steps."""
     lr_scheduler: str = "cosine"
@@ -77,7 +89,8 @@ class SFTOptimConfig:
 
     def to_optim_config(self) -> OptimConfig:
         """The equivalent worker :class:`OptimConfig` (what ``build_optimizer`` / ``build_lr_scheduler`` take)."""
-        return OptimConfig(lr=self.lr, lr_warmup_steps=-1, lr_warmup_steps_ratio=self.warmup_steps_ratio,
+        ratio = self.warmup_steps_ratio if self.lr_warmup_steps_ratio is None else self.lr_warmup_steps_ratio
+        return OptimConfig(lr=self.lr, lr_warmup_steps=-1, lr_warmup_steps_ratio=ratio,
                            warmup_style=self.lr_scheduler, min_lr_ratio=self.min_lr_ratio,
                            weight_decay=self.weight_decay, betas=list(self.betas), eps=self.eps)
 
@@ -86,6 +99,8 @@ class SFTOptimConfig:
 class SFTTrainerSection:
     """``trainer.*``: run length, logging, evaluation and checkpoints."""
 
+    default_hdfs_dir: str | None = None
+    """Copy checkpoints to HDFS (not available: only null)."""
     default_local_dir: str = "checkpoints/${trainer.project_name}/${trainer.experiment_name}"
     """Checkpoints go to ``<default_local_dir>/global_step_N/``; the ``file`` logger writes ``metrics.jsonl`` here."""
     project_name: str = "gsm8k-sft"
@@ -128,6 +143,8 @@ class SFTTrainerSection:
 class SFTConfig:
     """The whole SFT run (``python -m verl.trainer.fsdp_sft_trainer key=value ...``)."""
 
+    config_names: ClassVar[tuple[str, ...]] = ("sft_trainer",)  # verl's --config-name for this entry point
+
     data: SFTDataConfig = field(default_factory=SFTDataConfig)
     """The SFT dataset and batch sizes."""
     model: SFTModelConfig = field(default_factory=SFTModelConfig)
@@ -156,10 +173,16 @@ class SFTConfig:
             LoraSpec.from_model_config(model, "model")
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if trainer.default_hdfs_dir is not None:
+            raise ConfigError("trainer.default_hdfs_dir: HDFS is not available; checkpoints stay in "
+                              "trainer.default_local_dir (remove the override)")
         if model.use_liger:
-            raise ConfigError("model.use_liger=true is not supported; remove the override")
-        if model.fsdp_config.param_offload or model.fsdp_config.optimizer_offload:
-            raise ConfigError("model.fsdp_config.param_offload / optimizer_offload are not supported by the SFT trainer")
+            raise ConfigError("model.use_liger=true: Liger kernels are not integrated here (the SFT loss computes logits "
+                              "only at the target positions); remove the override")
+        fsdp = model.fsdp_config
+        if fsdp.param_offload or fsdp.optimizer_offload or fsdp.cpu_offload or fsdp.offload_params:
+            raise ConfigError("model.fsdp_config.param_offload / optimizer_offload / cpu_offload / offload_params are "
+                              "not supported by the SFT trainer; remove them (use gradient checkpointing or LoRA)")
         if data.train_batch_size % world_size:
             raise ConfigError(f"data.train_batch_size={data.train_batch_size} cannot be split over {world_size} "
                               f"ranks; make it a multiple of {world_size}")

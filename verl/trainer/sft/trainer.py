@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Subset
 
 from verl.data.sft_dataset import SFTDataset, sft_collate_fn
 from verl.protocol import DataProto
@@ -97,13 +98,17 @@ class FSDPSFTTrainer:
         if val_dataset is None and data.val_files:
             val_dataset = SFTDataset(data.val_files, tokenizer, data)
         self.val_dataset = val_dataset
+        if data.train_max_samples > 0:  # the first N rows, as verl's data.train_max_samples / val_max_samples
+            self.train_dataset = Subset(self.train_dataset, range(min(data.train_max_samples, len(self.train_dataset))))
+        if self.val_dataset is not None and data.val_max_samples > 0:
+            self.val_dataset = Subset(self.val_dataset, range(min(data.val_max_samples, len(self.val_dataset))))
         self.steps_per_epoch = len(self.train_dataset) // data.train_batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"data.train_batch_size={data.train_batch_size} is larger than the {len(self.train_dataset)} "
                              "training samples; lower it")
         self.total_steps = config.trainer.total_training_steps or self.steps_per_epoch * config.trainer.total_epochs
         self.plan = BatchPlan(data.train_batch_size // self.world_size,
-                              None if data.use_dynamic_bsz else data.micro_batch_size_per_gpu,
+                              None if data.use_dynamic_bsz else data.micro_batch_per_gpu(self.world_size),
                               data.max_token_len_per_gpu if data.use_dynamic_bsz else None)
         self._build_model()
         self.global_step = 0
@@ -185,7 +190,7 @@ class FSDPSFTTrainer:
         mine = list(range(self.rank, n, W))
         real = len(mine)
         mine += [0] * (per_rank - real)  # padding samples, their targets masked out below
-        mbs = self.config.data.micro_batch_size_per_gpu
+        mbs = self.config.data.micro_batch_per_gpu(W)
         sums = torch.zeros(2, device=self.device)  # (nll, targets)
         batches = [mine[i : i + mbs] for i in range(0, per_rank, mbs)]
         for b, batch in enumerate(self._loader(self.val_dataset, batches)):
