@@ -5,8 +5,8 @@ Each call of :meth:`generate_sequences` runs every trajectory of the batch to it
     prompts: chat template over the sample's raw messages with the tool schemas listed (tool_agent rows),
              or the dataset's prompt ids as given (single_turn_agent rows)
     while some trajectory is live:
-        one engine call over EVERY live trajectory, whatever turn each is in (the engine batches them
-        continuously: a finished sequence's slot is refilled at once); each continues from its own token ids
+        one engine call over EVERY live trajectory of the batch (the engine batches them continuously: a finished
+        sequence's slot is refilled at once); each continues from its own token ids
         then, concurrently across trajectories: parse the new turn's tool calls and run them (each under a time
         limit), or ask the interaction for the next user message; append the template's tokens for those
         messages (response_mask 0); stop at EOS without a call, at a turn limit or at the response budget
