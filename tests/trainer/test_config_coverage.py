@@ -28,7 +28,7 @@ DECLARING = {"workers/config.py", "workers/config_sections.py", "rollout/config.
              "utils/profiler/config.py", "trainer/config/reference.py"}
 KEYS = [key for key, _, _ in iter_fields(PPOConfig)]
 # keys the other issues own the acceptance of (LoRA, multi-turn) are checked by their own tests
-OTHERS = re.compile(r"(\.lora|lora_|\.target_modules|exclude_modules|layered_summon|multi_turn\.|\.agent\.|"
+OTHERS = re.compile(r"(\.lora|lora_|\.target_modules|exclude_modules|layered_summon|multi_turn\.|"
                     r"data\.tool_config_path)")
 
 

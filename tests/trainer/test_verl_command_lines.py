@@ -155,7 +155,7 @@ DERIVED = [
     ("actor_rollout_ref.actor.strategy=fsdp2", "actor_rollout_ref.ref.strategy", "fsdp2"),
     ("actor_rollout_ref.actor.optim.clip_grad=0.3", "actor_rollout_ref.actor.grad_clip", 0.3),
     ("actor_rollout_ref.actor.profiler.enable=true", "actor_rollout_ref.rollout.profiler.enable", True),
-    ("reward_model.reward_manager=dapo", "reward_manager.name", "dapo"),
+    ("reward_manager.name=dapo", "reward_model.reward_manager", "dapo"),
 ]
 
 

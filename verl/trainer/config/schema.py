@@ -211,7 +211,8 @@ class RewardManagerSection:
     source: str = "register"
     """``register``: a registered manager named ``name``; ``importlib``: the class ``module.name`` in ``module.path``."""
     name: str = "naive"
-    """Registered manager name (follows ``reward_model.reward_manager``)."""
+    """Registered manager name; ``reward_model.reward_manager`` (the older spelling, which the loader reads)
+    follows it unless set."""
     module: RewardManagerModuleConfig = field(default_factory=RewardManagerModuleConfig)
     """The class to import with ``source=importlib``."""
 
@@ -283,7 +284,7 @@ class PPOConfig:
         "reward_model.forward_max_token_len_per_gpu": "critic.forward_max_token_len_per_gpu",
         "reward_model.model.external_lib": "actor_rollout_ref.model.external_lib",
         "reward_model.model.use_fused_kernels": "actor_rollout_ref.model.use_fused_kernels",
-        "reward_manager.name": "reward_model.reward_manager",
+        "reward_model.reward_manager": "reward_manager.name",
         "actor_rollout_ref.rollout.profiler.tool_config": "actor_rollout_ref.actor.profiler.tool_config",
         "reward_model.profiler.tool_config": "actor_rollout_ref.actor.profiler.tool_config",
         "ray_kwargs.ray_init.num_cpus": "ray_init.num_cpus",
