@@ -14,6 +14,7 @@ from verl.reward.config import OverlongBufferConfig
 from verl.rollout.config import RolloutConfig
 from verl.utils.profiler.config import ProfilerConfig
 from verl.workers.config_sections import (
+    AgentLoopConfig,
     CheckpointEngineConfig,
     FusedKernelOptions,
     MtpConfig,
@@ -396,6 +397,8 @@ class WorkerRolloutConfig(RolloutConfig):
     """Wake a sleeping engine weights-first, then the KV cache (vLLM memory option; not available)."""
     checkpoint_engine: CheckpointEngineConfig = field(default_factory=CheckpointEngineConfig)
     """How weights reach the engine."""
+    agent: AgentLoopConfig = field(default_factory=AgentLoopConfig)
+    """verl's agent-loop settings (each sample's ``agent_name`` picks its loop here)."""
     trace: TraceConfig = field(default_factory=TraceConfig)
     """Rollout tracing (not available)."""
     skip_rollout: bool = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CheckpointEngineConfig", "FusedKernelOptions", "MtpConfig", "PrometheusConfig", "RouterReplayConfig",
+__all__ = ["AgentLoopConfig", "CheckpointEngineConfig", "CustomAsyncServerConfig", "FusedKernelOptions", "MtpConfig", "PrometheusConfig", "RouterReplayConfig",
            "TiledMLPConfig", "TraceConfig", "WrapPolicyConfig"]
 
 
@@ -88,6 +88,31 @@ class CheckpointEngineConfig:
     """verl: size of the buckets weights are sent in. Here weights move in process, without buckets."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Options of other backends."""
+
+
+@dataclass
+class CustomAsyncServerConfig:
+    """A user's rollout server class (verl's server-based rollout)."""
+
+    path: str | None = None
+    """File defining the class (not available: only null)."""
+    name: str | None = None
+    """Class name."""
+
+
+@dataclass
+class AgentLoopConfig:
+    """verl's agent-loop settings (``rollout.agent``). Here each sample's ``agent_name`` column picks its loop
+    (``tool_agent`` for multi-turn with tools, otherwise one turn); see ``rollout.multi_turn``."""
+
+    num_workers: int = 8
+    """verl's agent-loop worker actors, which only spread requests; here the loop runs in each rollout worker."""
+    default_agent_loop: str = "single_turn_agent"
+    """The loop of samples without an ``agent_name`` column (only ``single_turn_agent``)."""
+    agent_loop_config_path: str | None = None
+    """A YAML registering custom agent loops (not available: only null)."""
+    custom_async_server: CustomAsyncServerConfig = field(default_factory=CustomAsyncServerConfig)
+    """A custom rollout server (not available)."""
 
 
 @dataclass

@@ -90,6 +90,10 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
     "trainer.esi_redundant_time": ((0,), "expiry-triggered saving is not available; use trainer.save_freq"),
     "trainer.use_legacy_worker_impl": (("auto", "enable", "disable"), "verl's three values; one implementation runs"),
     "transfer_queue.enable": ((False,), "batches travel with the worker calls"),
+    "actor_rollout_ref.rollout.agent.default_agent_loop": (("single_turn_agent",), "each sample's agent_name column "
+                                                           "picks its loop (tool_agent for multi-turn with tools)"),
+    "actor_rollout_ref.rollout.agent.agent_loop_config_path": ((None,), "custom agent loops are not available"),
+    "actor_rollout_ref.rollout.agent.custom_async_server.path": ((None,), "rollout servers are not used here"),
     "actor_rollout_ref.hybrid_engine": ((True,), "actor and rollout always share one process and its weights here"),
     "*.profiler.tool_config.torch.discrete": ((False,), "one trace per profiled step and process"),
 }
@@ -138,6 +142,10 @@ SAME_EITHER_WAY: dict[str, str] = {
     "*.profiler.tool_config.npu.*": "read only with the npu tool (refused)",
     "global_profiler.global_tool_config.nsys.*": "read only with the nsys tool (refused)",
     "trainer.max_critic_ckpt_to_keep": "checkpoints are kept or deleted whole, by trainer.max_actor_ckpt_to_keep",
+    "*.torch_memory.stack_depth": "torch's memory history records whole stacks (no depth option)",
+    "actor_rollout_ref.rollout.agent.num_workers": "verl's agent-loop actors only spread requests; the loop runs in "
+                                                   "each rollout worker here",
+    "actor_rollout_ref.rollout.agent.custom_async_server.name": "read only with custom_async_server.path (refused)",
     "data.return_raw_input_ids": "nothing in verl reads it either; the dataset always returns raw_prompt_ids",
     "data.filter_overlong_prompts_workers": "filtering runs batched in one process, with the same result",
     "actor_rollout_ref.rollout.mode": "verl's sync (in-process engine) and async (server-based agent loop) give the "
