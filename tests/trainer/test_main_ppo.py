@@ -66,11 +66,15 @@ def test_two_steps_from_the_cli_log_finite_metrics(ppo_fixture, tmp_path, estima
     assert len(lines) == 4 * 2 and {"input", "output", "score", "step"} <= set(json.loads(lines[0]))
 
 
+# one step of these needs no second worker process: they run in local mode (in this process, no Ray workers)
+LOCAL = ["trainer.n_gpus_per_node=1", "trainer.execution_mode=local"]
+
+
 @pytest.mark.parametrize("estimator", ["reinforce_plus_plus", "rloo", "remax"])
 def test_other_estimators_run_a_step(ppo_fixture, tmp_path, estimator):
     out = tmp_path / "out"
     metrics = run_ppo(load_config(base_overrides(ppo_fixture, out, f"algorithm.adv_estimator={estimator}",
-                                                 "trainer.total_training_steps=1", "trainer.test_freq=-1")))
+                                                 "trainer.total_training_steps=1", "trainer.test_freq=-1", *LOCAL)))
     assert math.isfinite(metrics["actor/pg_loss"]) and metrics["training/global_step"] == 1
     if estimator == "remax":
         assert "timing_s/gen_max" in metrics
@@ -81,7 +85,7 @@ def test_dapo_dynamic_sampling_keeps_only_varied_groups(ppo_fixture, tmp_path):
         ppo_fixture, tmp_path / "out", "algorithm.adv_estimator=grpo", VARIED_REWARD,
         "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=seq_reward",
         "algorithm.filter_groups.max_num_gen_batches=6", "actor_rollout_ref.actor.clip_ratio_high=0.28",
-        "trainer.total_training_steps=1", "trainer.test_freq=-1")))
+        "trainer.total_training_steps=1", "trainer.test_freq=-1", *LOCAL)))
     assert metrics["batch/num_gen_batches"] >= 1
     assert metrics["critic/advantages/max"] > 0, "every kept group has responses that differ in reward"
     assert math.isfinite(metrics["actor/pg_loss"])
