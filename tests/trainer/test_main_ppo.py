@@ -43,7 +43,8 @@ def final_weights(out_dir, step):
 
 
 @pytest.mark.parametrize("estimator,extra", [
-    ("grpo", ["actor_rollout_ref.actor.use_kl_loss=true"]),
+    # GRPO in local mode (one process), PPO with a critic on 2 Ray worker processes
+    ("grpo", ["actor_rollout_ref.actor.use_kl_loss=true", "trainer.n_gpus_per_node=1", "trainer.execution_mode=local"]),
     ("gae", ["algorithm.use_kl_in_reward=true"]),
 ])
 def test_two_steps_from_the_cli_log_finite_metrics(ppo_fixture, tmp_path, estimator, extra):
