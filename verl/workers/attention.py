@@ -98,14 +98,17 @@ def packed_forward_kwargs(lengths: Sequence[int], device: torch.device) -> dict:
     return kwargs
 
 
-def use_packed_attention(model: nn.Module) -> None:
+def use_packed_attention(model: nn.Module, force: bool = False) -> None:
     """Switch a transformers model with ``sdpa``/``eager`` attention to the packed-aware attention (in place).
 
     Forwards without ``cu_seq_lens_q`` keep the usual masked ``sdpa`` computation, so the model still serves
-    padded batches. Flash-attention models are left alone (they read ``cu_seq_lens_*`` already).
+    padded batches. Flash-attention models are left alone (they read ``cu_seq_lens_*`` already) unless ``force``
+    (Ulysses sequence parallelism needs its all-to-all around this function, which runs flash-attn itself).
     """
     config = getattr(model, "config", None)
-    if config is None or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
+    if config is None:
+        return
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager") and not force:
         return
     _register()
     model.set_attn_implementation(PACKED_ATTENTION)
@@ -161,6 +164,12 @@ def packed_attention_forward(
     returns ``(1, N, H, D)``. Without ``cu_seq_lens_q`` (a padded batch, a generate step) it is plain ``sdpa``."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    ulysses_group = kwargs.pop("ulysses_group", None)
+    if ulysses_group is not None:  # sequence parallelism: this rank holds a slice of the packed row
+        from verl.workers.parallel.ulysses import ulysses_attention
+
+        return ulysses_attention(packed_attention_forward, ulysses_group, module, query, key, value, attention_mask,
+                                 dropout=dropout, scaling=scaling, sliding_window=sliding_window, **kwargs)
     cu = kwargs.get("cu_seq_lens_q")
     if cu is None and attention_mask is None:  # a caller that packed without boundaries (a host sync)
         lengths = _lengths_from_positions(kwargs.get("position_ids"))

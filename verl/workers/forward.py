@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,6 +47,8 @@ class ResponseLayout:
         out_index: ``(K,)`` where each output goes in the flattened ``(B, R)`` result.
         shape: ``(B, R)``.
         packed: packed or padded forward.
+        sp: with Ulysses sequence parallelism, how the kept outputs are spread over the group (``inputs``,
+            ``keep`` and ``targets`` are then this rank's slice; see :mod:`verl.workers.parallel.ulysses`).
     """
 
     inputs: dict
@@ -54,6 +57,7 @@ class ResponseLayout:
     out_index: torch.Tensor
     shape: tuple[int, int]
     packed: bool
+    sp: Any = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"in.{k}": v for k, v in self.inputs.items() if isinstance(v, torch.Tensor)}
@@ -63,14 +67,16 @@ class ResponseLayout:
     def with_tensors(self, moved: dict[str, torch.Tensor]) -> ResponseLayout:
         """The same layout with its tensors replaced by ``moved`` (e.g. after one host-to-device transfer)."""
         inputs = {k: moved.get(f"in.{k}", v) for k, v in self.inputs.items()}
-        return ResponseLayout(inputs, moved["keep"], moved["targets"], moved["out_index"], self.shape, self.packed)
+        return ResponseLayout(inputs, moved["keep"], moved["targets"], moved["out_index"], self.shape, self.packed,
+                              self.sp)
 
 
 def response_layout(batch: dict[str, torch.Tensor], response_length: int, packed: bool,
-                    device: torch.device = torch.device("cpu")) -> ResponseLayout:
+                    device: torch.device = torch.device("cpu"), sp: Any = None) -> ResponseLayout:
     """The layout of a ``prompts + responses`` micro-batch (``input_ids``, ``attention_mask``, ``position_ids``:
     ``(B, T)``, the last ``R`` columns the right-padded responses), computed on the batch's (host) device for a
-    forward on ``device`` (which picks the packed attention kernel, hence what it needs)."""
+    forward on ``device`` (which picks the packed attention kernel, hence what it needs). ``sp``: this rank's
+    :class:`~verl.workers.parallel.ulysses.UlyssesGroup` (size > 1: a packed forward over this rank's slice)."""
     input_ids, attention_mask, position_ids = (batch[k] for k in MODEL_INPUTS)
     B, T = attention_mask.shape
     R = response_length
@@ -86,6 +92,13 @@ def response_layout(batch: dict[str, torch.Tensor], response_length: int, packed
         inputs = {"input_ids": input_ids[valid].unsqueeze(0), "position_ids": position_ids[valid].unsqueeze(0),  # (1, N)
                   **packed_forward_kwargs(lengths.tolist(), device)}
         kept = keep[valid].nonzero().squeeze(-1)  # (K,) positions in the packed row
+        if sp is not None and sp.size > 1:
+            from verl.workers.parallel.ulysses import shard_packed_inputs
+
+            inputs, kept, targets, shard = shard_packed_inputs(inputs, lengths.tolist(), kept, targets, sp, device)
+            return ResponseLayout(inputs, kept, targets, out_index, (B, R), packed, shard)
+    elif sp is not None and sp.size > 1:
+        raise ValueError("Ulysses sequence parallelism needs packed forwards: set model.use_remove_padding=true")
     else:
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
         kept = out_index  # the model keeps the last R + 1 positions; their first R, flattened, are (B, R)
@@ -201,8 +214,9 @@ def response_logits(
         ``log_probs``: ``(B, R)`` float32, 0 on padding; ``entropy``: ``(B, R)`` or None.
     """
     layout = batch if isinstance(batch, ResponseLayout) else _on_model_device(model, batch, response_length, packed)
-    logits = _kept_outputs(model, layout)  # (K, V)
+    logits = _kept_outputs(model, layout)  # (K, V); with sequence parallelism this rank's (K_rank, V)
     log_probs, entropy = log_probs_and_entropy(logits, layout.targets, temperature, calculate_entropy)
+    log_probs, entropy = _gather_sp(log_probs, layout), _gather_sp(entropy, layout)  # (K,)
     return _scatter(log_probs, layout), (_scatter(entropy, layout) if calculate_entropy else None)
 
 
@@ -210,7 +224,16 @@ def response_values(model: nn.Module, batch: dict[str, torch.Tensor] | ResponseL
                     packed: bool) -> torch.Tensor:
     """``(B, R)`` float32 value estimates V(s_t) for the state before each response token (0 on padding)."""
     layout = batch if isinstance(batch, ResponseLayout) else _on_model_device(model, batch, response_length, packed)
-    return _scatter(_kept_outputs(model, layout).squeeze(-1), layout)
+    return _scatter(_gather_sp(_kept_outputs(model, layout).squeeze(-1), layout), layout)
+
+
+def _gather_sp(values: torch.Tensor | None, layout: ResponseLayout) -> torch.Tensor | None:
+    """The whole row's ``(K,)`` outputs from this rank's share under sequence parallelism (else ``values``)."""
+    if layout.sp is None or values is None:
+        return values
+    from verl.workers.parallel.ulysses import gather_kept
+
+    return gather_kept(values, layout.sp)
 
 
 def _on_model_device(model: nn.Module, batch: dict[str, torch.Tensor], response_length: int,

@@ -1,0 +1,1 @@
+"""Model parallelism applied from outside the model code: Ulysses sequence parallelism (:mod:`.ulysses`)."""
