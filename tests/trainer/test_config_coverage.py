@@ -10,7 +10,6 @@ It also checks that every key of verl's composed PPO config (``verl_examples/ver
 ``_generated_ppo_trainer.yaml``) is a key here.
 """
 
-import dataclasses
 import re
 from functools import cache
 from pathlib import Path

@@ -1,7 +1,6 @@
 """Rollout correction (``algorithm.rollout_correction``) on hand-computed cases: importance weights, rejection
 masks, threshold parsing, the bypass-mode REINFORCE loss, and the config checks."""
 
-import math
 
 import pytest
 import torch
@@ -17,7 +16,6 @@ from verl.trainer.ppo.rollout_corr_helper import (
 )
 from verl.utils.config import ConfigError
 
-L = math.log
 # two responses: ratios pi_train / pi_rollout per token; the second has a padding token last
 RATIOS = torch.tensor([[0.5, 1.5, 3.0], [1.2, 1.0, 1.0]])
 MASK = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])

@@ -19,7 +19,9 @@ from verl.workers.config_sections import (
     FusedKernelOptions,
     MtpConfig,
     PrometheusConfig,
+    RewardRolloutConfig,
     RouterReplayConfig,
+    SandboxFusionConfig,
     TiledMLPConfig,
     TraceConfig,
     WrapPolicyConfig,
@@ -506,66 +508,6 @@ class CriticConfig:
     """Profiling of this role."""
     ulysses_sequence_parallel_size: int = 1
     """Ulysses sequence-parallel degree."""
-
-
-@dataclass
-class SandboxFusionConfig:
-    """verl's remote code sandbox (``reward_model.sandbox_fusion``)."""
-
-    url: str | None = None
-    """Service URL; None = code rewards run in this library's local sandbox."""
-    max_concurrent: int = 64
-    """Concurrent requests to the service."""
-    memory_limit_mb: int = 1024
-    """Memory limit per execution."""
-
-
-@dataclass
-class RewardRolloutConfig:
-    """The rollout engine of a generative reward model (``reward_model.rollout``; not available)."""
-
-    name: str | None = None
-    """Engine name; only unset (verl's ``???``) is accepted."""
-    dtype: str = "bfloat16"
-    """Engine dtype."""
-    gpu_memory_utilization: float = 0.5
-    """Memory fraction."""
-    enforce_eager: bool = True
-    """No CUDA graphs."""
-    cudagraph_capture_sizes: list[int] | None = None
-    """Captured batch sizes."""
-    free_cache_engine: bool = True
-    """Free the KV cache after use."""
-    data_parallel_size: int = 1
-    """Data-parallel replicas."""
-    expert_parallel_size: int = 1
-    """Expert parallelism."""
-    tensor_model_parallel_size: int = 2
-    """Tensor parallelism."""
-    max_num_batched_tokens: int = 8192
-    """Tokens per forward."""
-    max_model_len: int | None = None
-    """Longest sequence."""
-    max_num_seqs: int = 1024
-    """Concurrent sequences."""
-    load_format: str = "auto"
-    """Weight loading."""
-    engine_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Engine arguments."""
-    limit_images: int | None = None
-    """Images per prompt."""
-    enable_chunked_prefill: bool = True
-    """Chunked prefill."""
-    enable_prefix_caching: bool = True
-    """Prefix caching."""
-    disable_log_stats: bool = True
-    """No stats logging."""
-    skip_tokenizer_init: bool = False
-    """No tokenizer in the engine."""
-    prompt_length: int = 2048
-    """Longest prompt."""
-    response_length: int = 2048
-    """Longest response."""
 
 
 @dataclass
