@@ -124,7 +124,8 @@ def test_user_yaml_with_defaults_list(tmp_path):
 def test_hydra_add_delete_and_group_overrides():
     cfg = load_config(["+actor_rollout_ref.model.override_config.rope_theta=5", "++trainer.total_epochs=2",
                        "actor_rollout_ref.actor.optim.lr=3e-6", "~actor_rollout_ref.actor.optim.lr",
-                       "critic=dp_critic", "actor_rollout_ref.actor.optim=fsdp", " "])
+                       "critic=dp_critic", "actor_rollout_ref.actor.optim=fsdp", " ", "hydra.run.dir=/tmp/x",
+                       "hydra/job_logging=disabled"])
     assert cfg.actor_rollout_ref.model.override_config == {"rope_theta": 5}
     assert cfg.trainer.total_epochs == 2 and cfg.actor_rollout_ref.actor.optim.lr == 1e-6, "~key restores the default"
     cfg = load_config(["+actor_rollout_ref.model.override_config.a=1", "~actor_rollout_ref.model.override_config.a"])

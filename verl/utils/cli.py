@@ -12,6 +12,7 @@ Hydra's conventions as verl's entry points have them:
 - ``group=option`` / ``group@package=option`` select a config group option, as verl's ``optim=fsdp``.
 - ``--cfg job`` (also ``all``) prints the composed, checked config as YAML and exits without starting anything;
   ``--resolve`` is accepted (the printed config is always resolved).
+- ``hydra.*`` / ``hydra/...`` overrides configure Hydra itself (run directory, logging) and are skipped.
 
 Values parse as YAML (numbers, booleans, ``null``, ``[a,b]`` lists; ``3e-6`` is a float). The result is merged
 over the dataclass defaults, ``${a.b}`` interpolations are resolved (verl's derived defaults are such
@@ -124,6 +125,9 @@ def parse_command_line(argv: Sequence[str]) -> CommandLine:
             key, raw = arg.split("=", 1)
             op = "force" if key.startswith("++") else "add" if key.startswith("+") else "set"
             key = key.lstrip("+")
+            if key.split(".")[0].split("/")[0] == "hydra":
+                i += 1
+                continue  # Hydra's own settings (run dir, logging): there is no Hydra app to configure
             if "@" in key or "/" in key:
                 line.overrides.append(("group", key, raw))
                 i += 1
