@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--hidden_size", type=int, default=128)
     p.add_argument("--num_layers", type=int, default=2)
-    p.add_argument("--sft_steps", type=int, default=150)
+    p.add_argument("--sft_steps", type=int, default=400)
     p.add_argument("--grpo_steps", type=int, default=30)
     p.add_argument("--test_freq", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
