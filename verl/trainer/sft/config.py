@@ -46,6 +46,8 @@ class SFTModelConfig:
     """Linear layers LoRA adapts: ``all-linear`` (every linear layer but the LM head) or a list of module names."""
     exclude_modules: Any = None
     """Module names LoRA leaves out of ``target_modules`` (a name or a list), or null."""
+    lora_adapter_path: str | None = None
+    """A saved peft LoRA adapter to start from and keep training (its rank, alpha and targets are used)."""
     use_shm: bool = False
     """Copy the model directory to ``/dev/shm`` once and load it from there."""
     use_liger: bool = False
