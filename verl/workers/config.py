@@ -288,7 +288,8 @@ class ActorConfig:
     rollout_n: int = 1
     """verl's copy of ``rollout.n`` (follows it; another value is refused)."""
     ppo_micro_batch_size: int | None = None
-    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    """verl's deprecated global micro-batch size: when set (and the ``_per_gpu`` key is not), the workers use it
+    divided by the data-parallel ranks."""
     tau_pos: float = 1.0
     """SAPO loss temperature for positive advantages (read only by ``policy_loss.loss_mode=sapo``)."""
     tau_neg: float = 1.05
@@ -350,7 +351,8 @@ class RefConfig:
     use_torch_compile: bool = True
     """Follows ``actor.use_torch_compile`` (same meaning)."""
     log_prob_micro_batch_size: int | None = None
-    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    """verl's deprecated global micro-batch size: when set (and the ``_per_gpu`` key is not), the workers use it
+    divided by the data-parallel ranks."""
     profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
     """Profiling of this role."""
     router_replay: RouterReplayConfig = field(default_factory=RouterReplayConfig)
@@ -376,7 +378,8 @@ class WorkerRolloutConfig(RolloutConfig):
     tensor_model_parallel_size: int = 1
     """Ranks one rollout replica spans; this engine runs one full replica per rank (only 1 is supported)."""
     log_prob_micro_batch_size: int | None = None
-    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    """verl's deprecated global micro-batch size: when set (and the ``_per_gpu`` key is not), the workers use it
+    divided by the data-parallel ranks."""
     profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
     """Profiling of generation (follows the actor's profiler: they share the process)."""
     cudagraph_capture_sizes: list[int] | None = None
@@ -499,9 +502,11 @@ class CriticConfig:
     rollout_n: int = 1
     """verl's copy of ``rollout.n`` (follows it)."""
     ppo_micro_batch_size: int | None = None
-    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    """verl's deprecated global micro-batch size: when set (and the ``_per_gpu`` key is not), the workers use it
+    divided by the data-parallel ranks."""
     forward_micro_batch_size: int | None = None
-    """Deprecated global forward micro-batch size; refused with the per-GPU value to use instead."""
+    """verl's deprecated global forward micro-batch size: when set (and the ``_per_gpu`` key is not), the
+    workers use it divided by the data-parallel ranks."""
     data_loader_seed: int = 42
     """Seed of the mini-batch shuffling (``shuffle=true``)."""
     profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
@@ -563,7 +568,8 @@ class RewardModelConfig:
     overlong_buffer: OverlongBufferConfig = field(default_factory=OverlongBufferConfig)
     """DAPO's soft overlong punishment, applied by the ``dapo`` reward manager."""
     micro_batch_size: int | None = None
-    """Deprecated global micro-batch size; refused with the per-GPU value to use instead."""
+    """verl's deprecated global micro-batch size: when set (and the ``_per_gpu`` key is not), the workers use it
+    divided by the data-parallel ranks."""
     enable_resource_pool: bool = False
     """Give the reward model its own resource pool (``n_gpus_per_node`` x ``nnodes``); here placement is
     ``trainer.placement`` (only false)."""
