@@ -4,6 +4,7 @@ values and gradients (fp32, tiny model), and bad sizes are refused naming the ke
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 import pytest
@@ -12,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tests.workers.conftest import rollout_batch
+from verl.workers.fsdp import load_hf_model
 
 
 def _port() -> int:
@@ -68,3 +70,89 @@ def _sp_parity(rank: int, world: int, port: int, model_dir: str) -> None:
 def test_sp2_matches_one_rank_log_probs_entropy_and_gradients(tiny_model_dir):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     mp.start_processes(_sp_parity, args=(2, _port(), tiny_model_dir), nprocs=2, start_method="fork")
+
+
+def _policy_run(rank: int, world: int, port: int, cfg: dict, data, out: str) -> None:
+    """One rank of a policy worker group (no Ray: the worker joins the gloo group from its environment); rank 0
+    saves its log-probs, metrics and weights after one update to ``out``."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from tests.workers.test_fsdp_workers import prepared
+    from verl.workers.fsdp_workers import ActorRolloutRefWorker
+
+    worker = ActorRolloutRefWorker(cfg, role="actor_rollout_ref", total_training_steps=4)
+    sp = cfg["actor"]["ulysses_sequence_parallel_size"]
+    assert worker._dispatch_info["actor"] == (rank // sp, rank % sp == 0)  # the driver sends a group one shard
+    try:
+        worker.init_model()
+        data = prepared(worker, data)  # every rank of the SP group gets the same (whole) batch
+        metrics = worker.update_actor(data).meta_info["metrics"]
+        weights = worker.get_actor_weights()
+        if rank == 0:
+            torch.save({"data": data, "metrics": metrics, "weights": weights}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_policy_worker_sp2_equals_one_rank(tiny_model_dir, make_batch, tmp_path):
+    """Two ranks forming one SP group (data-parallel size 1) give one rank's log-probs, reference log-probs, loss,
+    gradient norm and weights after one PPO update."""
+    from tests.workers.test_fsdp_workers import policy_config, training_batch
+
+    results = []
+    for world in (1, 2):
+        cfg = policy_config(tiny_model_dir, micro_batch=2, ulysses_sequence_parallel_size=world)
+        cfg["ref"] = {"ulysses_sequence_parallel_size": world}
+        out = str(tmp_path / f"sp{world}.pt")
+        mp.start_processes(_policy_run, args=(world, _port(), cfg, training_batch(make_batch), out), nprocs=world,
+                           start_method="fork")
+        results.append(torch.load(out, weights_only=False))
+    one, two = results
+    for key in ("old_log_probs", "ref_log_prob"):
+        torch.testing.assert_close(two["data"].batch[key], one["data"].batch[key], atol=1e-5, rtol=0)
+    before = load_hf_model(tiny_model_dir).state_dict()
+    for name, w in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], w, atol=1e-5, rtol=1e-5, msg=f"{name} differs")
+        assert not torch.equal(w, before[name]), f"{name} did not change"
+    assert two["metrics"]["actor/pg_loss"] == pytest.approx(one["metrics"]["actor/pg_loss"], abs=1e-6)
+    assert two["metrics"]["actor/grad_norm"] == pytest.approx(one["metrics"]["actor/grad_norm"], rel=1e-5)
+
+
+def _validate(model_dir, tmp_path, *extra):
+    from verl.trainer.config import load_config, validate_config
+
+    train = tmp_path / "train.parquet"
+    train.touch()
+    validate_config(load_config([
+        f"data.train_files={train}", f"actor_rollout_ref.model.path={model_dir}", "trainer.device=cpu",
+        "trainer.n_gpus_per_node=4", "data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=1",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1", "actor_rollout_ref.rollout.name=native",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1", "algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=2", *extra]))
+
+
+@pytest.mark.parametrize("extra, error", [
+    (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2"], None),
+    # 1 prompt x 2 responses over 4 ranks do not split; over 4 / sp = 2 data-parallel ranks they do
+    ([], "do not split over 4 data-parallel ranks"),
+    (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=4"],
+     "actor_rollout_ref.actor.ulysses_sequence_parallel_size=4 must divide the model's 4 attention heads and 2"),
+    (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=3"],
+     "actor_rollout_ref.actor.ulysses_sequence_parallel_size=3 must divide the 4 ranks"),
+    (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "actor_rollout_ref.model.use_remove_padding=false"],
+     "set actor_rollout_ref.model.use_remove_padding=true"),
+    (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "actor_rollout_ref.ref.ulysses_sequence_parallel_size=1"],
+     "actor_rollout_ref.ref.ulysses_sequence_parallel_size=1 disagrees"),
+    (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "reward_model.ulysses_sequence_parallel_size=2"],
+     "reward_model.ulysses_sequence_parallel_size=2 is not supported"),
+    (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "algorithm.adv_estimator=gae",
+      "critic.ppo_micro_batch_size_per_gpu=1", "critic.ppo_mini_batch_size=1", "critic.ulysses_sequence_parallel_size=4"],
+     "critic.ulysses_sequence_parallel_size=4 must divide the model's"),
+])
+def test_config_checks(tiny_model_dir, tmp_path, extra, error):
+    from verl.utils.config import ConfigError
+
+    if error is None:
+        _validate(tiny_model_dir, tmp_path, *extra)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(error)):
+            _validate(tiny_model_dir, tmp_path, *extra)

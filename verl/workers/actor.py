@@ -4,6 +4,11 @@ The update normalises each micro-batch's loss by the mini-batch's *global* token
 reduced over the data-parallel ranks before the micro-batches run, and multiplies it by the number of ranks
 because FSDP averages gradients: the gradient then equals that of the whole mini-batch on one rank, however
 it is split.
+
+With Ulysses sequence parallelism (``sp``, :mod:`verl.workers.parallel.ulysses`) the ``sp`` ranks of a group hold
+the same batch and each runs its slice of every packed row; counts summed over all ranks are divided by ``sp``,
+and the loss is still multiplied by the number of FSDP ranks (all of them): each rank back-propagates only its
+own positions, so the group's gradients add up to the micro-batch's.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from verl.workers.batching import BatchPlan, split_micro_batches, to_device
 from verl.workers.config import ActorConfig
 from verl.workers.forward import MODEL_INPUTS, ResponseLayout, response_layout, response_logits
 from verl.workers.fsdp import clip_grad_norm
+from verl.workers.parallel.ulysses import UlyssesGroup
 
 __all__ = ["PPOActor", "all_reduce_sum", "global_counts", "is_on_policy", "mean_metrics", "micro_batch_on_device"]
 
@@ -36,17 +42,20 @@ def is_on_policy(ppo_epochs: int, num_trajectories: int, mini_batch_trajectories
     return ppo_epochs == 1 and num_trajectories <= mini_batch_trajectories
 
 
-def micro_batch_on_device(mb: DataProto, packed: bool, device: torch.device,
-                          keys: tuple[str, ...] = ()) -> tuple[ResponseLayout, dict[str, torch.Tensor]]:
-    """The micro-batch's forward layout (built on the host) and its ``keys`` tensors, moved to ``device`` in one
-    host-to-device copy."""
-    layout = response_layout({k: mb.batch[k] for k in MODEL_INPUTS}, mb.batch["responses"].shape[-1], packed, device)
+def micro_batch_on_device(mb: DataProto, packed: bool, device: torch.device, keys: tuple[str, ...] = (),
+                          sp: UlyssesGroup | None = None) -> tuple[ResponseLayout, dict[str, torch.Tensor]]:
+    """The micro-batch's forward layout (built on the host; with ``sp`` this rank's slice of it) and its ``keys``
+    tensors, moved to ``device`` in one host-to-device copy."""
+    layout = response_layout({k: mb.batch[k] for k in MODEL_INPUTS}, mb.batch["responses"].shape[-1], packed, device,
+                             sp)
     moved = to_device({**layout.tensors(), **{f"batch.{k}": mb.batch[k] for k in keys}}, device)
     return layout.with_tensors(moved), {k: moved[f"batch.{k}"] for k in keys}
 
 
-def global_counts(micro_batches: list[DataProto], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Valid tokens and sequences of a whole mini-batch, summed over its micro-batches and all ranks."""
+def global_counts(micro_batches: list[DataProto], device: torch.device,
+                  sp_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Valid tokens and sequences of a whole mini-batch, summed over its micro-batches and the data-parallel ranks
+    (all ranks, divided by ``sp_size``: the ranks of a sequence-parallel group hold the same batch)."""
     counts = torch.zeros(2, dtype=torch.float32)
     for mb in micro_batches:  # on the host, where the batch is: one small copy to the device below
         tokens, seqs = agg_loss_counts(mb.batch["response_mask"].cpu())
@@ -54,17 +63,18 @@ def global_counts(micro_batches: list[DataProto], device: torch.device) -> tuple
     counts = counts.to(device)
     if dist.is_initialized():
         dist.all_reduce(counts)
+    counts = counts / sp_size
     return counts[0], counts[1]
 
 
-def all_reduce_sum(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Sum scalar tensors over the data-parallel ranks in one collective."""
+def all_reduce_sum(values: dict[str, torch.Tensor], sp_size: int = 1) -> dict[str, torch.Tensor]:
+    """Sum scalar tensors over the data-parallel ranks in one collective (``sp_size`` as in :func:`global_counts`)."""
     if not values:
         return {}
     stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values.values()])
     if dist.is_initialized():
         dist.all_reduce(stacked)
-    return dict(zip(values, stacked))
+    return dict(zip(values, stacked / sp_size))
 
 
 def mean_metrics(metrics: dict[str, list[torch.Tensor | float]]) -> dict[str, float]:
@@ -76,16 +86,20 @@ class PPOActor:
     """Log-probs and PPO updates of a (sharded) causal LM on this rank's slice of the batch."""
 
     def __init__(self, model: nn.Module, config: ActorConfig, optimizer: torch.optim.Optimizer | None = None,
-                 lr_scheduler=None, packed: bool = True, dp_size: int = 1):
+                 lr_scheduler=None, packed: bool = True, dp_size: int = 1, sp: UlyssesGroup | None = None):
         self.model = model
         self.config = config
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.packed = packed
-        self.dp_size = dp_size
+        self.dp_size = dp_size  # FSDP's averaging factor: every rank of the worker group
+        self.sp = sp if sp is not None and sp.size > 1 else None
+        self.sp_size = sp.size if self.sp is not None else 1
         self.policy_loss_fn = get_policy_loss_fn(config.policy_loss.loss_mode)
+        if self.sp is not None and not packed:
+            raise ValueError("ulysses_sequence_parallel_size > 1 needs packed forwards: set model.use_remove_padding=true")
         if packed:
-            use_packed_attention(model)
+            use_packed_attention(model, force=self.sp is not None)
 
     @property
     def device(self) -> torch.device:
@@ -100,7 +114,7 @@ class PPOActor:
         micro_batches, restore = split_micro_batches(data, plan)
         log_probs, entropies = [], []
         for mb in micro_batches:
-            layout, _ = micro_batch_on_device(mb, self.packed, self.device)
+            layout, _ = micro_batch_on_device(mb, self.packed, self.device, sp=self.sp)
             lp, ent = response_logits(self.model, layout, R, temperature, self.packed, calculate_entropy)
             log_probs.append(lp)
             entropies.append(ent)
@@ -146,7 +160,7 @@ class PPOActor:
     def _update_mini_batch(self, mini: DataProto, plan: BatchPlan, temperature: float, metrics: dict) -> None:
         cfg = self.config
         micro_batches, _ = split_micro_batches(mini, plan)
-        num_tokens, num_seqs = global_counts(micro_batches, self.device)
+        num_tokens, num_seqs = global_counts(micro_batches, self.device, self.sp_size)
         self.optimizer.zero_grad(set_to_none=True)
         loss_terms: dict[str, torch.Tensor] = {}
         for mb in micro_batches:
@@ -156,7 +170,7 @@ class PPOActor:
                 loss_terms[k] = loss_terms.get(k, 0.0) + v
             for k, v in ratios.items():
                 metrics.setdefault(k, []).append(v)
-        for k, v in all_reduce_sum(loss_terms).items():  # the mini-batch's loss terms, equal on every rank
+        for k, v in all_reduce_sum(loss_terms, self.sp_size).items():  # the mini-batch's loss terms, equal on every rank
             metrics.setdefault(k, []).append(v)
         grad_norm = clip_grad_norm(self.model, cfg.grad_clip)
         if torch.isfinite(grad_norm):
@@ -194,7 +208,7 @@ class PPOActor:
         keys = ("response_mask", "advantages", *(k for k in ("old_log_probs", "ref_log_prob", "rollout_log_probs",
                                                                  "rollout_is_weights")
                                                  if k in mb.batch and not (k == "old_log_probs" and self._on_policy)))
-        layout, t = micro_batch_on_device(mb, self.packed, self.device, keys)
+        layout, t = micro_batch_on_device(mb, self.packed, self.device, keys, self.sp)
         mask, advantages = t["response_mask"], t["advantages"]
         log_prob, entropy = response_logits(self.model, layout, R, temperature, self.packed,
                                             calculate_entropy=cfg.entropy_coeff != 0 or self._entropy_metric)

@@ -311,7 +311,9 @@ class ActorConfig:
     router_replay: RouterReplayConfig = field(default_factory=RouterReplayConfig)
     """MoE router replay (not available)."""
     ulysses_sequence_parallel_size: int = 1
-    """Ulysses sequence-parallel degree."""
+    """Ulysses sequence-parallel degree: each packed micro-batch is split along the sequence over this many ranks
+    (attention heads and key/value heads must divide by it; needs ``model.use_remove_padding``); the data-parallel
+    size is ``world / ulysses_sequence_parallel_size``. The reference follows it."""
     entropy_from_logits_with_chunking: bool = False
     """See ``fsdp_config.entropy_from_logits_with_chunking`` (always chunked here)."""
     entropy_checkpointing: bool = False
@@ -512,7 +514,7 @@ class CriticConfig:
     profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
     """Profiling of this role."""
     ulysses_sequence_parallel_size: int = 1
-    """Ulysses sequence-parallel degree."""
+    """Ulysses sequence-parallel degree of the critic (as the actor's; needs ``critic.model.use_remove_padding``)."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from torch import nn
 
 from verl.protocol import DataProto
 from verl.single_controller.base import Worker
-from verl.single_controller.base.decorator import Dispatch, register
+from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
 from verl.trainer.ppo.core_algos import compute_value_loss
 from verl.utils.config import from_mapping
 from verl.workers.actor import all_reduce_sum, global_counts, mean_metrics, micro_batch_on_device
@@ -29,6 +29,7 @@ from verl.workers.fsdp import (
     offload_optimizer,
     save_checkpoint,
 )
+from verl.workers.parallel.ulysses import UlyssesGroup, check_heads, make_ulysses_group
 from verl.workers.perf import actor_perf_metrics
 
 __all__ = ["CriticWorker", "ValueCritic"]
@@ -37,12 +38,17 @@ __all__ = ["CriticWorker", "ValueCritic"]
 class ValueCritic:
     """Values and clipped-value-loss updates of a (sharded) value model on this rank's slice."""
 
-    def __init__(self, model: nn.Module, config: CriticConfig, optimizer, lr_scheduler, packed: bool, dp_size: int):
+    def __init__(self, model: nn.Module, config: CriticConfig, optimizer, lr_scheduler, packed: bool, dp_size: int,
+                 sp: UlyssesGroup | None = None):
         self.model, self.config = model, config
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
-        self.packed, self.dp_size = packed, dp_size
+        self.packed, self.dp_size = packed, dp_size  # dp_size: FSDP's averaging factor (every rank)
+        self.sp = sp if sp is not None and sp.size > 1 else None
+        self.sp_size = sp.size if self.sp is not None else 1
+        if self.sp is not None and not packed:
+            raise ValueError("critic.ulysses_sequence_parallel_size > 1 needs critic.model.use_remove_padding=true")
         if packed:
-            use_packed_attention(model)
+            use_packed_attention(model, force=self.sp is not None)
 
     @property
     def device(self) -> torch.device:
@@ -50,7 +56,7 @@ class ValueCritic:
 
     def _values(self, mb: DataProto, keys: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(B, R)`` values of a micro-batch and its ``keys`` tensors, moved with its inputs in one copy."""
-        layout, tensors = micro_batch_on_device(mb, self.packed, self.device, keys)
+        layout, tensors = micro_batch_on_device(mb, self.packed, self.device, keys, self.sp)
         return response_values(self.model, layout, mb.batch["responses"].shape[-1], self.packed), tensors
 
     @torch.no_grad()
@@ -73,7 +79,7 @@ class ValueCritic:
             epoch_data = data[torch.randperm(len(data), generator=generator)] if cfg.shuffle else data
             for mini in epoch_data.split(plan.mini_batch_size):
                 micro_batches, _ = split_micro_batches(mini, plan)
-                num_tokens, num_seqs = global_counts(micro_batches, self.device)
+                num_tokens, num_seqs = global_counts(micro_batches, self.device, self.sp_size)
                 self.optimizer.zero_grad(set_to_none=True)
                 vf_loss_sum = torch.zeros((), device=self.device)
                 for mb in micro_batches:
@@ -92,7 +98,7 @@ class ValueCritic:
                 if torch.isfinite(grad_norm):
                     self.optimizer.step()
                 self.lr_scheduler.step()
-                metrics.setdefault("critic/vf_loss", []).append(all_reduce_sum({"l": vf_loss_sum})["l"])
+                metrics.setdefault("critic/vf_loss", []).append(all_reduce_sum({"l": vf_loss_sum}, self.sp_size)["l"])
                 metrics.setdefault("critic/grad_norm", []).append(grad_norm.detach())
                 metrics.setdefault("critic/lr", []).append(self.lr_scheduler.get_last_lr()[0])
         return mean_metrics(metrics)
@@ -118,6 +124,9 @@ class CriticWorker(Worker):
         self.model_path = self.config.model.path or model_path
         if not self.model_path:
             raise ValueError("set critic.model.path (the value model's directory)")
+        # the ranks of a sequence-parallel group get the same data; the first one returns the group's results
+        sp = self.config.ulysses_sequence_parallel_size
+        self._register_dispatch_collect_info("critic", self.rank // sp, self.rank % sp == 0)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def init_model(self) -> None:
@@ -125,12 +134,15 @@ class CriticWorker(Worker):
 
         cfg = self.config
         self.tokenizer = load_tokenizer(cfg.model.tokenizer_path or self.model_path, cfg.model.trust_remote_code)
+        key = "critic.ulysses_sequence_parallel_size"
+        self.sp = make_ulysses_group(cfg.ulysses_sequence_parallel_size, key)
         self.module = build_sharded_model(cfg.model, "value", cfg.model.fsdp_config, self.world_size, self.device,
                                           train=True, path=self.model_path)
+        check_heads(self.module.config, self.sp.size, key)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, self.total_training_steps)
         self.critic = ValueCritic(self.module, cfg, self.optimizer, self.lr_scheduler, cfg.model.use_remove_padding,
-                                  self.world_size)
+                                  self.world_size, self.sp)
         self._offload(True)
 
     def _offload(self, to_cpu: bool) -> None:
@@ -140,21 +152,22 @@ class CriticWorker(Worker):
         if fsdp.optimizer_offload:
             offload_optimizer(self.optimizer, to_cpu, self.device)
 
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn("critic"))
     def compute_values(self, data: DataProto) -> DataProto:
         cfg = self.config
         plan = BatchPlan.for_forward(cfg.forward_micro_batch_size_per_gpu or cfg.ppo_micro_batch_size_per_gpu,
-                                     cfg.use_dynamic_bsz, cfg.forward_max_token_len_per_gpu)
+                                     cfg.use_dynamic_bsz, cfg.forward_max_token_len_per_gpu * self.sp.size)
         self._offload(False)
         values = self.critic.compute_values(data, plan)
         self._offload(True)
         return DataProto.from_dict({"values": values})
 
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn("critic"))
     def update_critic(self, data: DataProto) -> DataProto:
         cfg = self.config
-        plan = BatchPlan.for_update("critic", cfg.ppo_mini_batch_size, self.rollout_n, self.world_size,
-                                    cfg.ppo_micro_batch_size_per_gpu, cfg.use_dynamic_bsz, cfg.ppo_max_token_len_per_gpu)
+        plan = BatchPlan.for_update("critic", cfg.ppo_mini_batch_size, self.rollout_n, self.world_size // self.sp.size,
+                                    cfg.ppo_micro_batch_size_per_gpu, cfg.use_dynamic_bsz,
+                                    cfg.ppo_max_token_len_per_gpu * self.sp.size)
         self._offload(False)
         start = time.perf_counter()
         metrics = self.critic.update_critic(data, plan)

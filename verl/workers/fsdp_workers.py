@@ -20,7 +20,7 @@ import torch
 
 from verl.protocol import DataProto
 from verl.single_controller.base import Worker
-from verl.single_controller.base.decorator import Dispatch, register
+from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
 from verl.utils.config import from_mapping
 from verl.utils.device import get_device_name
 from verl.workers.actor import PPOActor
@@ -38,6 +38,7 @@ from verl.workers.fsdp import (
     to_dtype,
 )
 from verl.workers.lora import LoraSpec, adapters_disabled, lora_summary, merged_weights_iter
+from verl.workers.parallel.ulysses import check_heads, make_ulysses_group
 from verl.workers.perf import actor_perf_metrics
 
 __all__ = ["ActorRolloutRefWorker", "ROLES"]
@@ -85,6 +86,9 @@ class ActorRolloutRefWorker(Worker):
         self.lora = LoraSpec.from_model_config(self.config.model, "actor_rollout_ref.model")
         # with LoRA the actor's base is the reference: no reference model is loaded in an actor process
         self._ref_in_actor = self.lora is not None and self._is_actor
+        # Ulysses sequence parallelism: the ranks of a group get the same data; the first one returns the results
+        sp = self.config.actor.ulysses_sequence_parallel_size
+        self._register_dispatch_collect_info("actor", self.rank // sp, self.rank % sp == 0)
 
     # ------------------------------------------------------------------ set-up
 
@@ -94,6 +98,8 @@ class ActorRolloutRefWorker(Worker):
         self.tokenizer = load_tokenizer(model_cfg.tokenizer_path or model_cfg.path, model_cfg.trust_remote_code,
                                         model_cfg.custom_chat_template)
         packed = model_cfg.use_remove_padding
+        key = "actor_rollout_ref.actor.ulysses_sequence_parallel_size"
+        self.sp = make_ulysses_group(cfg.actor.ulysses_sequence_parallel_size, key)
         if self._is_actor:
             fsdp = cfg.actor.fsdp_config
             self.actor_module = build_sharded_model(model_cfg, "causal_lm", fsdp, self.world_size, self.device, train=True,
@@ -102,11 +108,14 @@ class ActorRolloutRefWorker(Worker):
                 print(f"actor: {lora_summary(self.actor_module)}", flush=True)
             self.optimizer = build_optimizer(self.actor_module, cfg.actor.optim)
             self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.actor.optim, self.total_training_steps)
-            self.actor = PPOActor(self.actor_module, cfg.actor, self.optimizer, self.lr_scheduler, packed, self.world_size)
+            check_heads(self.actor_module.config, self.sp.size, key)
+            self.actor = PPOActor(self.actor_module, cfg.actor, self.optimizer, self.lr_scheduler, packed, self.world_size,
+                                  self.sp)
             self._offload_actor()
         if self._is_ref and not self._ref_in_actor:
             ref_module = build_sharded_model(model_cfg, "causal_lm", cfg.ref.fsdp_config, self.world_size, self.device, train=False)
-            self.ref = PPOActor(ref_module, cfg.actor, packed=packed, dp_size=self.world_size)
+            check_heads(ref_module.config, self.sp.size, key)
+            self.ref = PPOActor(ref_module, cfg.actor, packed=packed, dp_size=self.world_size, sp=self.sp)
             if cfg.ref.fsdp_config.param_offload:  # on the host between reference passes
                 offload_model(ref_module, True, self.device)
         if self._is_rollout:
@@ -186,10 +195,11 @@ class ActorRolloutRefWorker(Worker):
     # ------------------------------------------------------------------ log-probs
 
     def _log_prob_plan(self, section) -> BatchPlan:
+        # as verl: a sequence-parallel group holds sp x the per-GPU token budget (each rank gets 1 / sp of it)
         return BatchPlan.for_forward(section.log_prob_micro_batch_size_per_gpu, section.log_prob_use_dynamic_bsz,
-                                     section.log_prob_max_token_len_per_gpu)
+                                     section.log_prob_max_token_len_per_gpu * self.sp.size)
 
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn("actor"))
     def compute_log_prob(self, data: DataProto) -> DataProto:
         """``old_log_probs`` (and ``entropys`` when ``meta_info['calculate_entropy']``) under the actor."""
         if not self._is_actor:
@@ -204,7 +214,7 @@ class ActorRolloutRefWorker(Worker):
             tensors["entropys"] = entropy
         return DataProto.from_dict(tensors, meta_info={"temperature": temperature})
 
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn("actor"))
     def compute_ref_log_prob(self, data: DataProto) -> DataProto:
         """``ref_log_prob`` under the frozen reference policy: with LoRA, the actor's base (adapters disabled)."""
         if not (self._is_ref or self._ref_in_actor):
@@ -227,14 +237,16 @@ class ActorRolloutRefWorker(Worker):
 
     # ------------------------------------------------------------------ training
 
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn("actor"))
     def update_actor(self, data: DataProto) -> DataProto:
         if not self._is_actor:
             raise RuntimeError(f"update_actor needs an actor role; this worker is {self.role!r}")
         actor_cfg = self.config.actor
         plan = BatchPlan.for_update(
-            "actor_rollout_ref.actor", actor_cfg.ppo_mini_batch_size, self.config.rollout.n, self.world_size,
-            actor_cfg.ppo_micro_batch_size_per_gpu, actor_cfg.use_dynamic_bsz, actor_cfg.ppo_max_token_len_per_gpu,
+            "actor_rollout_ref.actor", actor_cfg.ppo_mini_batch_size, self.config.rollout.n,
+            self.world_size // self.sp.size,
+            actor_cfg.ppo_micro_batch_size_per_gpu, actor_cfg.use_dynamic_bsz,
+            actor_cfg.ppo_max_token_len_per_gpu * self.sp.size,
         )
         temperature = data.meta_info.get("temperature", self.config.rollout.temperature) or 1.0
         self._load_actor(with_optimizer=True)

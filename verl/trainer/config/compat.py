@@ -32,7 +32,12 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
                                                 "parameter-count wrap policy is not available"),
     "*.fsdp_config.offload_policy": ((False,), "FSDP2's CPUOffloadPolicy is not wired up; use fsdp_config.param_offload "
                                      "and fsdp_config.optimizer_offload (offload between phases)"),
-    "*ulysses_sequence_parallel_size": ((1,), f"Ulysses sequence parallelism: {_NO_TP}"),
+    "reward_model.ulysses_sequence_parallel_size": ((1,), "Ulysses sequence parallelism is not available for the "
+                                                    "reward model (the actor, reference and critic have it)"),
+    "reward_model.model.fsdp_config.ulysses_sequence_parallel_size": ((1,), "Ulysses sequence parallelism is not "
+                                                                      "available for the reward model"),
+    "critic.model.fsdp_config.ulysses_sequence_parallel_size": ((1,), "set critic.ulysses_sequence_parallel_size "
+                                                                "(the critic's Ulysses degree) instead"),
     "*.strategy": (("fsdp", "fsdp2"), "Megatron-LM is not supported; both FSDP spellings run FSDP2"),
     "*.fsdp_config.dtype": (("bfloat16",), "the compute dtype is fsdp_config.mixed_precision.param_dtype "
                             "(bf16, fp16 or fp32) here; set that key"),
@@ -193,16 +198,23 @@ def _section(config: Any, path: str) -> Any:
     return config
 
 
+def _data_parallel(config: Any, path: str, ranks: int) -> int:
+    """Data-parallel ranks of a section: ``ranks / ulysses_sequence_parallel_size`` (the rollout's log-prob pass
+    runs on the actor)."""
+    sec = _section(config, "actor_rollout_ref.actor" if path == "actor_rollout_ref.rollout" else path)
+    return max(1, ranks // getattr(sec, "ulysses_sequence_parallel_size", 1))
+
+
 def per_gpu_sizes(config: Any, ranks: int) -> dict[str, dict[str, int]]:
     """``{section path: {per-GPU key: size}}`` for each deprecated global micro-batch size that is set and whose
-    per-GPU key is not: the global size divided by the ranks, as verl does. The config is not modified; the
-    trainer hands these to the workers' copies of their sections."""
+    per-GPU key is not: the global size divided by the data-parallel ranks, as verl does. The config is not
+    modified; the trainer hands these to the workers' copies of their sections."""
     out: dict[str, dict[str, int]] = {}
     for path, global_key, per_gpu_key in GLOBAL_MICRO_BATCHES:
         sec = _section(config, path)
         value = getattr(sec, global_key)
         if value is not None and getattr(sec, per_gpu_key) is None:
-            out.setdefault(path, {})[per_gpu_key] = value // ranks
+            out.setdefault(path, {})[per_gpu_key] = value // _data_parallel(config, path, ranks)
     return out
 
 
@@ -228,7 +240,15 @@ def _follows(config: Any) -> list[tuple[str, Any, str, Any]]:
             ("actor_rollout_ref.ref.rollout_n", arr.ref.rollout_n, "actor_rollout_ref.rollout.n", n),
             ("critic.rollout_n", config.critic.rollout_n, "actor_rollout_ref.rollout.n", n),
             ("actor_rollout_ref.actor.use_remove_padding", arr.actor.use_remove_padding,
-             "actor_rollout_ref.model.use_remove_padding", arr.model.use_remove_padding)]
+             "actor_rollout_ref.model.use_remove_padding", arr.model.use_remove_padding),
+            # the policy worker runs its actor and reference in one sequence-parallel group
+            *((f"actor_rollout_ref.{key}", value, "actor_rollout_ref.actor.ulysses_sequence_parallel_size",
+               arr.actor.ulysses_sequence_parallel_size)
+              for key, value in (("actor.fsdp_config.ulysses_sequence_parallel_size",
+                                  arr.actor.fsdp_config.ulysses_sequence_parallel_size),
+                                 ("ref.ulysses_sequence_parallel_size", arr.ref.ulysses_sequence_parallel_size),
+                                 ("ref.fsdp_config.ulysses_sequence_parallel_size",
+                                  arr.ref.fsdp_config.ulysses_sequence_parallel_size)))]
 
 
 def check_fixed_keys(config: Any, ranks: int = 1, extra: Callable[[str, Any], None] | None = None) -> None:

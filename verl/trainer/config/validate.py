@@ -112,11 +112,14 @@ def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
     if uses_critic(config):
         sections.append(("critic", config.critic))
     for name, sec in sections:
-        per_rank, rem = divmod(sec.ppo_mini_batch_size * n, ranks)
+        sp = sec.ulysses_sequence_parallel_size  # a sequence-parallel group shares one slice: dp = ranks / sp
+        dp = ranks // sp
+        per_rank, rem = divmod(sec.ppo_mini_batch_size * n, dp)
         if rem:
             raise ConfigError(
                 f"{name}.ppo_mini_batch_size={sec.ppo_mini_batch_size} x rollout.n={n} trajectories do not split "
-                f"over {ranks} ranks (trainer.nnodes x trainer.n_gpus_per_node); use a multiple of {ranks}"
+                f"over {dp} data-parallel ranks (trainer.nnodes x trainer.n_gpus_per_node / "
+                f"{name}.ulysses_sequence_parallel_size); use a multiple of {dp}"
             )
         if not sec.use_dynamic_bsz:
             micro = sec.ppo_micro_batch_size_per_gpu or per_gpu_sizes(config, ranks).get(name, {}).get(
@@ -136,6 +139,38 @@ def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
 
 
 def _check_algorithm(config: PPOConfig) -> None:
+def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
+    """Ulysses degrees: dividing the worker group, packed forwards, and (with the model at hand) the head counts."""
+    arr = config.actor_rollout_ref
+    sections = [("actor_rollout_ref.actor", arr.actor, arr.model)]
+    if uses_critic(config):
+        sections.append(("critic", config.critic, config.critic.model))
+    for name, sec, model in sections:
+        sp, key = sec.ulysses_sequence_parallel_size, f"{name}.ulysses_sequence_parallel_size"
+        if sp == 1:
+            continue
+        if ranks % sp:
+            raise ConfigError(f"{key}={sp} must divide the {ranks} ranks of the worker group "
+                              "(trainer.nnodes x trainer.n_gpus_per_node)")
+        if not model.use_remove_padding:
+            model_key = "actor_rollout_ref.model" if name.startswith("actor") else "critic.model"
+            raise ConfigError(f"{key}={sp} splits packed sequences: set {model_key}.use_remove_padding=true")
+        path = (model.path or arr.model.path) if check_environment else None
+        config_file = os.path.join(path, "config.json") if path else ""
+        if os.path.isfile(config_file):
+            import json
+            from types import SimpleNamespace
+
+            from verl.workers.parallel.ulysses import check_heads
+
+            with open(config_file) as f:
+                hf = json.load(f)
+            try:
+                check_heads(SimpleNamespace(**hf.get("text_config", hf)), sp, key)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+
+
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, KL_PENALTY_TYPES, LOSS_AGG_MODES, POLICY_LOSS_REGISTRY
 
     alg, actor, n = config.algorithm, config.actor_rollout_ref.actor, config.actor_rollout_ref.rollout.n
@@ -249,3 +284,5 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
         raise ConfigError("data.max_prompt_length and data.max_response_length must be >= 1")
     _check_algorithm(config)
     _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
+    _check_sequence_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
+                             check_environment)
