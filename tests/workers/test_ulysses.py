@@ -63,8 +63,35 @@ def _sp_parity(rank: int, world: int, port: int, model_dir: str) -> None:
             assert g.keys() == g_sp.keys()
             for name in g:
                 torch.testing.assert_close(g_sp[name], g[name], atol=1e-5, rtol=1e-4, msg=name)
+        _sft_parity(model, sp)
     finally:
         dist.destroy_process_group()
+
+
+def _sft_parity(model, sp) -> None:
+    """The SFT loss's target log-probs (right-padded rows, packed) and their gradients under SP == one rank."""
+    from verl.trainer.sft.loss import target_log_probs
+
+    g = torch.Generator().manual_seed(5)
+    lengths = torch.tensor([11, 6, 9])  # 26 tokens: padded to 26 + 0, but 25 targets spread unevenly
+    attention_mask = (torch.arange(12)[None] < lengths[:, None]).long()  # (3, 12) right-padded
+    batch = {"input_ids": torch.randint(3, 300, (3, 12), generator=g) * attention_mask,
+             "attention_mask": attention_mask, "position_ids": torch.arange(12).expand(3, -1).clone(),
+             "loss_mask": (torch.arange(12)[None] >= 3).long().expand(3, -1).clone()}
+    results = []
+    for group in (None, sp):
+        model.zero_grad(set_to_none=True)
+        lp = target_log_probs(model, batch, packed=True, sp=group)
+        (lp * torch.linspace(0.5, 1.5, lp.shape[0])).sum().backward()
+        grads = _grads(model)
+        if group is not None:
+            for t in grads.values():
+                dist.all_reduce(t)
+        results.append((lp.detach(), grads))
+    (lp1, g1), (lp2, g2) = results
+    torch.testing.assert_close(lp2, lp1, atol=1e-5, rtol=0)
+    for name in g1:
+        torch.testing.assert_close(g2[name], g1[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_sp2_matches_one_rank_log_probs_entropy_and_gradients(tiny_model_dir):

@@ -156,7 +156,9 @@ class SFTConfig:
     use_remove_padding: bool = True
     """Pack each micro-batch's sequences into one row without padding (same loss as the padded computation)."""
     ulysses_sequence_parallel_size: int = 1
-    """Sequence parallelism; only 1 is supported."""
+    """Ulysses sequence parallelism: each packed micro-batch is split along the sequence over this many ranks
+    (heads and key/value heads must divide by it; needs ``use_remove_padding``); the data-parallel size is
+    ``world / ulysses_sequence_parallel_size``."""
     trainer: SFTTrainerSection = field(default_factory=SFTTrainerSection)
     """Run length, logging and checkpoints."""
 
@@ -169,8 +171,12 @@ class SFTConfig:
             raise ConfigError("data.train_files is empty; set it to a parquet file (or a list of them)")
         if model.strategy not in ("fsdp", "fsdp2"):
             raise ConfigError(f"model.strategy={model.strategy!r}: only fsdp2 (or fsdp, the same) is supported")
-        if self.ulysses_sequence_parallel_size != 1:
-            raise ConfigError("ulysses_sequence_parallel_size is not supported by this SFT trainer; remove the override")
+        sp = self.ulysses_sequence_parallel_size
+        if sp < 1 or world_size % sp:
+            raise ConfigError(f"ulysses_sequence_parallel_size={sp} must divide the {world_size} ranks")
+        if sp > 1 and not self.use_remove_padding:
+            raise ConfigError(f"ulysses_sequence_parallel_size={sp} splits packed sequences: set use_remove_padding=true")
+        dp = world_size // max(sp, 1)  # the ranks of a sequence-parallel group share one slice of the batch
         try:
             LoraSpec.from_model_config(model, "model")
         except ValueError as err:
@@ -185,9 +191,9 @@ class SFTConfig:
         if fsdp.param_offload or fsdp.optimizer_offload or fsdp.cpu_offload or fsdp.offload_params:
             raise ConfigError("model.fsdp_config.param_offload / optimizer_offload / cpu_offload / offload_params are "
                               "not supported by the SFT trainer; remove them (use gradient checkpointing or LoRA)")
-        if data.train_batch_size % world_size:
-            raise ConfigError(f"data.train_batch_size={data.train_batch_size} cannot be split over {world_size} "
-                              f"ranks; make it a multiple of {world_size}")
+        if data.train_batch_size % dp:
+            raise ConfigError(f"data.train_batch_size={data.train_batch_size} cannot be split over {dp} ranks "
+                              f"(data-parallel: world / ulysses_sequence_parallel_size); make it a multiple of {dp}")
         if self.optim.lr_scheduler not in ("cosine", "constant"):
             raise ConfigError(f"optim.lr_scheduler={self.optim.lr_scheduler!r}: use cosine or constant")
         if trainer.resume_mode not in ("auto", "disable", "resume_path"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,13 +40,15 @@ def _takes_logits_to_keep(model_cls: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_cls.forward).parameters
 
 
-def target_log_probs(model: nn.Module, batch: dict[str, torch.Tensor], packed: bool) -> torch.Tensor:
+def target_log_probs(model: nn.Module, batch: dict[str, torch.Tensor], packed: bool, sp: Any = None) -> torch.Tensor:
     """Log-probabilities of the target tokens of a right-padded batch, in row-major order.
 
     Args:
         batch: ``input_ids``, ``attention_mask``, ``position_ids``, ``loss_mask``: ``(B, T)``, rows
             right-padded (valid tokens first).
         packed: run one ``(1, N)`` packed row instead of the padded ``(B, T)`` batch.
+        sp: this rank's :class:`~verl.workers.parallel.ulysses.UlyssesGroup`; with size > 1 the packed row is
+            split over the group and the log-probs gathered back (every rank returns all of them).
     Returns:
         ``(N_targets,)`` float32 ``log p(x_t | x_<t)`` for every target token.
     """
@@ -59,13 +62,26 @@ def target_log_probs(model: nn.Module, batch: dict[str, torch.Tensor], packed: b
         # rows are right-padded, so a target's predictor is the token just before it in the packed row
         predictors = targets_mask[valid].nonzero().squeeze(-1) - 1  # (N_targets,)
         # sequence boundaries for a model switched by use_packed_attention (ignored by one that was not)
-        bounds = packed_forward_kwargs(valid.sum(-1).tolist(), ids.device)
+        shard = None
+        if sp is not None and sp.size > 1:
+            from verl.workers.parallel.ulysses import shard_packed_inputs
+
+            local, predictors, targets, shard = shard_packed_inputs(
+                {"input_ids": ids, "position_ids": pos}, valid.sum(-1).tolist(), predictors, targets, sp, ids.device)
+            ids, pos = local.pop("input_ids"), local.pop("position_ids")
+            bounds = local
+        else:
+            bounds = packed_forward_kwargs(valid.sum(-1).tolist(), ids.device)
         bounds = {k: v.to(ids.device) if torch.is_tensor(v) else v for k, v in bounds.items()}
         if _takes_logits_to_keep(type(model)):
             logits = model(input_ids=ids, position_ids=pos, use_cache=False, logits_to_keep=predictors,
                            **bounds).logits[0]
         else:
             logits = model(input_ids=ids, position_ids=pos, use_cache=False, **bounds).logits[0, predictors]
+        if shard is not None:
+            from verl.workers.parallel.ulysses import gather_kept
+
+            return gather_kept(log_probs_from_logits(logits, targets), shard)
     else:
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=batch["position_ids"],
                     use_cache=False).logits  # (B, T, V)

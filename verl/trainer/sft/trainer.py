@@ -32,6 +32,7 @@ from verl.utils.device import get_device
 from verl.workers.attention import use_packed_attention
 from verl.workers.batching import BatchPlan, split_micro_batches
 from verl.workers.lora import LoraSpec, lora_summary
+from verl.workers.parallel.ulysses import check_heads, make_ulysses_group
 from verl.workers.fsdp import (
     build_lr_scheduler,
     build_optimizer,
@@ -82,6 +83,9 @@ class FSDPSFTTrainer:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         self.config = config.validate(self.world_size)
+        # Ulysses sequence parallelism: the ranks of a group share one data-parallel slice of every batch
+        self.sp = make_ulysses_group(self.config.ulysses_sequence_parallel_size, "ulysses_sequence_parallel_size")
+        self.dp_size, self.dp_rank = self.world_size // self.sp.size, self.sp.dp_rank
         self.device = get_device(int(os.environ.get("LOCAL_RANK", 0)))
         if config.trainer.device not in ("auto", self.device.type):
             raise ValueError(f"trainer.device={config.trainer.device!r} but this machine computes on "
@@ -107,9 +111,9 @@ class FSDPSFTTrainer:
             raise ValueError(f"data.train_batch_size={data.train_batch_size} is larger than the {len(self.train_dataset)} "
                              "training samples; lower it")
         self.total_steps = config.trainer.total_training_steps or self.steps_per_epoch * config.trainer.total_epochs
-        self.plan = BatchPlan(data.train_batch_size // self.world_size,
-                              None if data.use_dynamic_bsz else data.micro_batch_per_gpu(self.world_size),
-                              data.max_token_len_per_gpu if data.use_dynamic_bsz else None)
+        self.plan = BatchPlan(data.train_batch_size // self.dp_size,
+                              None if data.use_dynamic_bsz else data.micro_batch_per_gpu(self.dp_size),
+                              data.max_token_len_per_gpu * self.sp.size if data.use_dynamic_bsz else None)
         self._build_model()
         self.global_step = 0
 
@@ -121,7 +125,8 @@ class FSDPSFTTrainer:
         if self.lora is not None and self.rank == 0:
             print(f"SFT: {lora_summary(self.model)}", flush=True)
         if self.config.use_remove_padding:  # packed rows attend within each sequence, no dense block mask
-            use_packed_attention(self.model)
+            use_packed_attention(self.model, force=self.sp.size > 1)
+            check_heads(self.model.config, self.sp.size, "ulysses_sequence_parallel_size")
         self.optimizer = build_optimizer(self.model, cfg.optim.to_optim_config())
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim.to_optim_config(), self.total_steps)
 
@@ -145,7 +150,7 @@ class FSDPSFTTrainer:
             epoch, within = divmod(step, self.steps_per_epoch)
             order = epoch_order(len(self.train_dataset), self.config.trainer.seed, epoch, data.shuffle)
             last = min(self.steps_per_epoch, within + self.total_steps - step)
-            batches = [rank_slice(order[s * B : (s + 1) * B], self.rank, self.world_size) for s in range(within, last)]
+            batches = [rank_slice(order[s * B : (s + 1) * B], self.dp_rank, self.dp_size) for s in range(within, last)]
             yield from self._loader(self.train_dataset, batches)
             step += len(batches)
 
@@ -160,13 +165,15 @@ class FSDPSFTTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         micro_batches, _ = split_micro_batches(batch, self.plan)
         local_targets = sum(target_mask(mb.batch["loss_mask"], mb.batch["attention_mask"]).sum() for mb in micro_batches)
-        global_targets = _all_reduce(torch.tensor([float(local_targets)], device=self.device))[0]
+        # summed over all ranks, each sequence-parallel group counted sp times
+        global_targets = _all_reduce(torch.tensor([float(local_targets)], device=self.device))[0] / self.sp.size
         nll = torch.zeros((), device=self.device)
         packed = self.config.use_remove_padding
         for i, mb in enumerate(micro_batches):
             if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2: reduce gradients once, on the last one
                 self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
-            log_probs = target_log_probs(self.model, self._inputs(mb), packed)  # (N_targets,)
+            log_probs = target_log_probs(self.model, self._inputs(mb), packed, self.sp)  # (N_targets,)
+            # FSDP averages over all ranks; with sp > 1 each rank back-propagates its own positions only
             sft_loss(log_probs, global_targets, self.world_size).backward()
             nll += -log_probs.detach().sum()
         grad_norm = clip_grad_norm(self.model, self.config.optim.clip_grad)
@@ -177,7 +184,7 @@ class FSDPSFTTrainer:
             logger.warning("step %d: gradient norm is %s; the update is skipped", self.global_step + 1, grad_norm)
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        nll = _all_reduce(nll.reshape(1))[0]
+        nll = _all_reduce(nll.reshape(1))[0] / self.sp.size
         return {"train/loss": float(nll / global_targets.clamp(min=1)), "train/lr": lr,
                 "train/grad_norm": float(grad_norm), "train/target_tokens": float(global_targets)}
 
@@ -185,9 +192,9 @@ class FSDPSFTTrainer:
     def validation_loss(self) -> float:
         """Token-mean NLL of the assistant tokens over the whole validation set (all ranks)."""
         self.model.eval()
-        n, W = len(self.val_dataset), self.world_size
+        n, W = len(self.val_dataset), self.dp_size
         per_rank = -(-n // W)  # every rank runs the same number of forwards (FSDP's gathers must line up)
-        mine = list(range(self.rank, n, W))
+        mine = list(range(self.dp_rank, n, W))  # the ranks of a sequence-parallel group share their samples
         real = len(mine)
         mine += [0] * (per_rank - real)  # padding samples, their targets masked out below
         mbs = self.config.data.micro_batch_per_gpu(W)
@@ -199,9 +206,9 @@ class FSDPSFTTrainer:
                 if first + row >= real:
                     batch.batch["loss_mask"][row] = 0
             inputs = self._inputs(batch)
-            log_probs = target_log_probs(self.model, inputs, self.config.use_remove_padding)
+            log_probs = target_log_probs(self.model, inputs, self.config.use_remove_padding, self.sp)
             sums += torch.stack([-log_probs.sum(), target_mask(inputs["loss_mask"], inputs["attention_mask"]).sum()])
-        sums = _all_reduce(sums)
+        sums = _all_reduce(sums) / self.sp.size
         return float(sums[0] / sums[1].clamp(min=1))
 
     # ------------------------------------------------------------------ checkpoints
