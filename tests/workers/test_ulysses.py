@@ -64,8 +64,32 @@ def _sp_parity(rank: int, world: int, port: int, model_dir: str) -> None:
             for name in g:
                 torch.testing.assert_close(g_sp[name], g[name], atol=1e-5, rtol=1e-4, msg=name)
         _sft_parity(model, sp)
+        _values_parity(model_dir, batch, sp)
     finally:
         dist.destroy_process_group()
+
+
+def _values_parity(model_dir: str, batch: dict, sp) -> None:
+    """The critic's per-token values (a token-classification head: no ``logits_to_keep``) under SP == one rank."""
+    from verl.workers.attention import use_packed_attention
+    from verl.workers.forward import response_layout, response_values
+
+    critic = load_hf_model(model_dir, kind="value")
+    use_packed_attention(critic, force=True)
+    results = []
+    for group in (None, sp):
+        critic.zero_grad(set_to_none=True)
+        values = response_values(critic, response_layout(batch, 7, True, sp=group), 7, packed=True)
+        values.pow(2).sum().backward()
+        grads = _grads(critic)
+        if group is not None:
+            for t in grads.values():
+                dist.all_reduce(t)
+        results.append((values.detach(), grads))
+    (v1, g1), (v2, g2) = results
+    torch.testing.assert_close(v2, v1, atol=1e-5, rtol=0)
+    for name in g1:
+        torch.testing.assert_close(g2[name], g1[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 def _sft_parity(model, sp) -> None:
