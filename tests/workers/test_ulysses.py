@@ -118,9 +118,19 @@ def _sft_parity(model, sp) -> None:
         torch.testing.assert_close(g2[name], g1[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_sp2_matches_one_rank_log_probs_entropy_and_gradients(tiny_model_dir):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.start_processes(_sp_parity, args=(2, _port(), tiny_model_dir), nprocs=2, start_method="fork")
+@pytest.fixture(scope="module")
+def four_kv_heads_model_dir(tmp_path_factory):
+    from verl.utils.tiny_model import build_tiny_model, build_tiny_tokenizer
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_mha"), build_tiny_tokenizer(), num_layers=1, num_heads=4,
+                            num_kv_heads=4, seed=1)
+
+
+@pytest.mark.parametrize("sp", [2, 4])
+def test_sp_matches_one_rank_log_probs_entropy_and_gradients(sp, tiny_model_dir, request):
+    """SP=2 on the GQA model (4 query heads, 2 key/value heads); SP=4 on a model with 4 key/value heads."""
+    model_dir = tiny_model_dir if sp == 2 else request.getfixturevalue("four_kv_heads_model_dir")
+    mp.start_processes(_sp_parity, args=(sp, _port(), model_dir), nprocs=sp, start_method="fork")
 
 
 def _policy_run(rank: int, world: int, port: int, cfg: dict, data, out: str) -> None:
