@@ -279,7 +279,11 @@ def _resolve_references(tree: dict) -> dict:
 
 def _resolve_interpolations(merged: dict) -> dict:
     """``${a.b}``, ``${oc.select:a.b,default}``, ``${oc.env:VAR}`` resolved by omegaconf."""
-    from omegaconf import OmegaConf
+    try:
+        from omegaconf import OmegaConf
+    except ImportError as err:
+        raise ConfigError("a config value interpolates inside a string or uses a resolver (${...} that is not a "
+                          "whole value); resolving it needs omegaconf: pip install omegaconf") from err
     from omegaconf.errors import OmegaConfBaseException
 
     try:
