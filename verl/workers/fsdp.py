@@ -59,12 +59,13 @@ def load_hf_model(
     external_lib: str | None = None,
     gradient_checkpointing: bool = False,
     init_seed: int = 0,
+    on_meta: bool = False,
 ) -> nn.Module:
     """Load a transformers model from a local directory.
 
     ``kind="causal_lm"`` gives the LM; ``kind="value"`` a token-classification model with one output per
     token on the same body (critic / reward model), its head freshly initialised (from ``init_seed``) when the
-    checkpoint is a LM.
+    checkpoint is a LM. ``on_meta``: the same model built on the meta device (no memory, no weights read).
     """
     import transformers
 
@@ -85,11 +86,16 @@ def load_hf_model(
     else:
         raise ValueError(f"unknown model kind {kind!r}")
     dtype_kw = "dtype" if _transformers_takes_dtype() else "torch_dtype"
-    model, info = auto_cls.from_pretrained(
-        path, config=config, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
-        output_loading_info=True, **{dtype_kw: dtype},
-    )
-    _init_missing_deterministically(model, info.get("missing_keys", []), init_seed)
+    if on_meta:
+        with torch.device("meta"):
+            model = auto_cls.from_config(config, trust_remote_code=trust_remote_code,
+                                         attn_implementation=attn_implementation, **{dtype_kw: dtype})
+    else:
+        model, info = auto_cls.from_pretrained(
+            path, config=config, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
+            output_loading_info=True, **{dtype_kw: dtype},
+        )
+        _init_missing_deterministically(model, info.get("missing_keys", []), init_seed)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
@@ -395,6 +401,11 @@ def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, worl
     if fsdp_config.full_determinism:  # bitwise-reproducible kernels (slower), as verl's fsdp_config.full_determinism
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
+    # Only rank 0 reads the checkpoint; the other ranks build the model on the meta device and receive their
+    # shards from rank 0 after sharding, so the host holds one full copy instead of one per rank.
+    # (LoRA wraps a real model: every rank loads it.)
+    broadcast = dist.is_initialized() and dist.get_world_size() > 1 and lora is None
+    on_meta = broadcast and dist.get_rank() != 0
     model = load_hf_model(
         copy_to_local(path or model_cfg.path, use_shm=getattr(model_cfg, "use_shm", False)),
         kind=kind,
@@ -405,13 +416,33 @@ def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, worl
         external_lib=getattr(model_cfg, "external_lib", None),
         gradient_checkpointing=train and getattr(model_cfg, "enable_gradient_checkpointing", False),
         init_seed=fsdp_config.seed,
+        on_meta=on_meta,
     )
     if lora is not None:
         from verl.workers.lora import apply_lora
 
         model = apply_lora(model, lora)
-    model.to(device)
+    full = model.state_dict() if broadcast and not on_meta else {}  # rank 0: the full weights, kept until sent
+    if not on_meta:
+        model.to(device)
     if not train:
         model.requires_grad_(False)
         model.eval()
-    return apply_fsdp2(model, fsdp_config, world_size)
+    model = apply_fsdp2(model, fsdp_config, world_size)
+    if broadcast:
+        _shards_from_rank0(model, full, on_meta, device)
+    return model
+
+
+def _shards_from_rank0(model: nn.Module, full: dict[str, torch.Tensor], on_meta: bool, device: torch.device) -> None:
+    """Fill every rank's shards of a sharded ``model`` from rank 0's ``full`` state dict (empty elsewhere; those
+    ranks' models are on the meta device), one tensor at a time; buffers (rotary frequencies) are copied whole."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if on_meta:
+        model.to_empty(device=device)
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    full.clear()
+    with torch.no_grad():
+        for buffer in model.buffers():  # non-persistent buffers are not in the state dict
+            dist.broadcast(buffer, src=0)
