@@ -194,7 +194,7 @@ def _validate(model_dir, tmp_path, *extra):
 @pytest.mark.parametrize("extra, error", [
     (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=2"], None),
     # 1 prompt x 2 responses over 4 ranks do not split; over 4 / sp = 2 data-parallel ranks they do
-    ([], "do not split over 4 data-parallel ranks"),
+    ([], "do not split over 4 ranks (data-parallel"),
     (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=4"],
      "actor_rollout_ref.actor.ulysses_sequence_parallel_size=4 must divide the model's 4 attention heads and 2"),
     (["actor_rollout_ref.actor.ulysses_sequence_parallel_size=3"],

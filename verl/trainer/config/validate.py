@@ -118,7 +118,7 @@ def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
         if rem:
             raise ConfigError(
                 f"{name}.ppo_mini_batch_size={sec.ppo_mini_batch_size} x rollout.n={n} trajectories do not split "
-                f"over {dp} data-parallel ranks (trainer.nnodes x trainer.n_gpus_per_node / "
+                f"over {dp} ranks (data-parallel: trainer.nnodes x trainer.n_gpus_per_node / "
                 f"{name}.ulysses_sequence_parallel_size); use a multiple of {dp}"
             )
         if not sec.use_dynamic_bsz:
