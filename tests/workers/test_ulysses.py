@@ -133,50 +133,55 @@ def test_sp_matches_one_rank_log_probs_entropy_and_gradients(sp, tiny_model_dir,
     mp.start_processes(_sp_parity, args=(sp, _port(), model_dir), nprocs=sp, start_method="fork")
 
 
-def _policy_run(rank: int, world: int, port: int, cfg: dict, data, out: str) -> None:
-    """One rank of a policy worker group (no Ray: the worker joins the gloo group from its environment); rank 0
-    saves its log-probs, metrics and weights after one update to ``out``."""
+def _policy_run(rank: int, world: int, sp: int, port: int, cfg: dict, data, out: str) -> None:
+    """One rank of a policy worker group (no Ray: the worker joins the gloo group from its environment). It gets
+    its data-parallel group's chunk, as the mesh dispatch sends it; the collected ranks save their log-probs, rank
+    0 also the metrics and weights after one update."""
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from tests.workers.test_fsdp_workers import prepared
     from verl.workers.fsdp_workers import ActorRolloutRefWorker
 
     worker = ActorRolloutRefWorker(cfg, role="actor_rollout_ref", total_training_steps=4)
-    sp = cfg["actor"]["ulysses_sequence_parallel_size"]
-    assert worker._dispatch_info["actor"] == (rank // sp, rank % sp == 0)  # the driver sends a group one shard
+    dp_rank, is_collect = worker._dispatch_info["actor"]
+    assert (dp_rank, is_collect) == (rank // sp, rank % sp == 0)
     try:
         worker.init_model()
-        data = prepared(worker, data)  # every rank of the SP group gets the same (whole) batch
+        data = prepared(worker, data.chunk(world // sp)[dp_rank])  # the SP ranks of a group: the same chunk
         metrics = worker.update_actor(data).meta_info["metrics"]
         weights = worker.get_actor_weights()
-        if rank == 0:
-            torch.save({"data": data, "metrics": metrics, "weights": weights}, out)
+        if is_collect:
+            torch.save({"data": data, "metrics": metrics, "weights": weights}, f"{out}.{dp_rank}")
     finally:
         dist.destroy_process_group()
 
 
-def test_policy_worker_sp2_equals_one_rank(tiny_model_dir, make_batch, tmp_path):
-    """Two ranks forming one SP group (data-parallel size 1) give one rank's log-probs, reference log-probs, loss,
-    gradient norm and weights after one PPO update."""
+@pytest.mark.parametrize("world, sp", [(2, 2), (4, 2)])
+def test_policy_worker_sp_equals_one_rank(world, sp, tiny_model_dir, make_batch, tmp_path):
+    """A worker group of ``world`` ranks in SP groups of ``sp`` (data-parallel size ``world / sp``) gives one rank's
+    log-probs, reference log-probs, loss, gradient norm and weights after one PPO update."""
     from tests.workers.test_fsdp_workers import policy_config, training_batch
+    from verl import DataProto
 
     results = []
-    for world in (1, 2):
-        cfg = policy_config(tiny_model_dir, micro_batch=2, ulysses_sequence_parallel_size=world)
-        cfg["ref"] = {"ulysses_sequence_parallel_size": world}
-        out = str(tmp_path / f"sp{world}.pt")
-        mp.start_processes(_policy_run, args=(world, _port(), cfg, training_batch(make_batch), out), nprocs=world,
-                           start_method="fork")
-        results.append(torch.load(out, weights_only=False))
-    one, two = results
+    for ranks, degree in ((1, 1), (world, sp)):
+        cfg = policy_config(tiny_model_dir, micro_batch=2, ulysses_sequence_parallel_size=degree)
+        cfg["ref"] = {"ulysses_sequence_parallel_size": degree}
+        out = str(tmp_path / f"w{ranks}.pt")
+        mp.start_processes(_policy_run, args=(ranks, degree, _port(), cfg, training_batch(make_batch), out),
+                           nprocs=ranks, start_method="fork")
+        parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(ranks // degree)]
+        results.append({"data": DataProto.concat([p["data"] for p in parts]), **{k: parts[0][k] for k in
+                                                                                 ("metrics", "weights")}})
+    one, many = results
     for key in ("old_log_probs", "ref_log_prob"):
-        torch.testing.assert_close(two["data"].batch[key], one["data"].batch[key], atol=1e-5, rtol=0)
+        torch.testing.assert_close(many["data"].batch[key], one["data"].batch[key], atol=1e-5, rtol=0)
     before = load_hf_model(tiny_model_dir).state_dict()
     for name, w in one["weights"].items():
-        torch.testing.assert_close(two["weights"][name], w, atol=1e-5, rtol=1e-5, msg=f"{name} differs")
+        torch.testing.assert_close(many["weights"][name], w, atol=1e-5, rtol=1e-5, msg=f"{name} differs")
         assert not torch.equal(w, before[name]), f"{name} did not change"
-    assert two["metrics"]["actor/pg_loss"] == pytest.approx(one["metrics"]["actor/pg_loss"], abs=1e-6)
-    assert two["metrics"]["actor/grad_norm"] == pytest.approx(one["metrics"]["actor/grad_norm"], rel=1e-5)
+    assert many["metrics"]["actor/pg_loss"] == pytest.approx(one["metrics"]["actor/pg_loss"], abs=1e-6)
+    assert many["metrics"]["actor/grad_norm"] == pytest.approx(one["metrics"]["actor/grad_norm"], rel=1e-5)
 
 
 def _validate(model_dir, tmp_path, *extra):
