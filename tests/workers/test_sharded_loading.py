@@ -46,6 +46,11 @@ class _PeakRss:
 def _load(rank: int, port: int, model_dir: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    from verl.workers import fsdp
+
+    loads = []
+    load_hf_model = fsdp.load_hf_model
+    fsdp.load_hf_model = lambda *a, **kw: loads.append(kw["on_meta"]) or load_hf_model(*a, **kw)
     try:
         cfg = type("M", (), {"path": model_dir})()
         with _PeakRss() as mem:
@@ -53,6 +58,7 @@ def _load(rank: int, port: int, model_dir: str, out: str) -> None:
         growth = torch.tensor([float(mem.growth)])
         grown = [torch.zeros(1), torch.zeros(1)]
         dist.all_gather(grown, growth)
+        assert loads == [rank != 0], loads  # only rank 0 reads the checkpoint; rank 1 builds on the meta device
         weights = {name: t.clone() for name, t in full_state_dict_iter(model)}
         buffers = {name: b.clone() for name, b in model.named_buffers()}
         # a value model: its fresh head is initialised on rank 0 (from fsdp_config.seed) and sent like the rest
@@ -90,7 +96,7 @@ def test_two_ranks_hold_about_one_model_while_loading(model_80mb, tmp_path):
     rank0, rank1 = result["growth"]
     print(f"model {model_bytes / 2**20:.0f} MiB; peak host growth while loading: rank 0 {rank0 / 2**20:.0f} MiB, "
           f"rank 1 {rank1 / 2**20:.0f} MiB")
-    # measured: 80 MiB model, rank 0 117 MiB (the full copy it sends + its shard), rank 1 46 MiB (its shard);
-    # with every rank loading the checkpoint both grew by ~95 MiB
-    assert rank1 < 0.75 * model_bytes, "rank 1 held a full copy of the model"
-    assert rank0 < 1.75 * model_bytes
+    # measured (80 MiB model), test alone: rank 0 117 MiB (the full copy it sends + its shard), rank 1 46 MiB (its
+    # shard); after other tests in the same pytest process both grow by ~25 MiB more. With every rank loading the
+    # checkpoint both grew alike (~95 MiB each). The ratio separates the two robustly.
+    assert rank1 < 0.75 * rank0, "rank 1 held about as much as rank 0: a full copy of the model"
