@@ -43,8 +43,15 @@ def policy_group(model_dir, ranks, micro_batch, **actor):
     cls = RayClassWithInitArgs(ActorRolloutRefWorker, policy_config(model_dir, micro_batch, **actor),
                                role="actor_rollout_ref", total_training_steps=4)
     wg = RayWorkerGroup(pool, cls)
+    wg.pool = pool
     wg.init_model()
     return wg
+
+
+def release(wg):
+    """Kill a group's workers and give its placement group back (killing alone keeps the CPUs reserved)."""
+    wg.kill()
+    wg.pool.remove()
 
 
 def training_batch(make_batch):
@@ -58,7 +65,7 @@ def training_batch(make_batch):
 def two_rank_policy(tiny_model_dir):
     wg = policy_group(tiny_model_dir, ranks=2, micro_batch=1)
     yield wg
-    wg.kill()
+    release(wg)
 
 
 def test_log_probs_on_two_ranks_equal_a_plain_forward(two_rank_policy, tiny_model_dir, make_batch):
@@ -95,7 +102,7 @@ def test_two_ranks_micro_one_equal_one_rank_whole_batch(two_rank_policy, tiny_mo
     assert m1["actor/grad_norm"] == pytest.approx(m2["actor/grad_norm"], rel=1e-5)
     for key in ("actor/entropy", "actor/kl_loss", "actor/lr", "actor/pg_clipfrac", "perf/actor_tokens_per_s"):
         assert key in m2
-    one.kill()
+    release(one)
 
 
 def test_hybrid_engine_generates_from_updated_weights(two_rank_policy, tiny_model_dir, make_batch):
@@ -138,7 +145,7 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_schedule(two_rank_
     w_a, w_b = two_rank_policy.get_actor_weights()[0], restored.get_actor_weights()[0]
     for name in w_a:
         assert torch.equal(w_a[name], w_b[name]), name
-    restored.kill()
+    release(restored)
 
 
 def test_critic_values_and_update_on_two_ranks(tiny_model_dir, make_batch):
@@ -146,6 +153,7 @@ def test_critic_values_and_update_on_two_ranks(tiny_model_dir, make_batch):
     cfg = {"ppo_mini_batch_size": N_PROMPTS, "ppo_micro_batch_size_per_gpu": 1, "optim": {"lr": 1e-2}}
     wg = RayWorkerGroup(pool, RayClassWithInitArgs(CriticWorker, cfg, rollout_n=N, total_training_steps=4,
                                                    model_path=tiny_model_dir))
+    wg.pool = pool
     wg.init_model()
     data = make_batch(n=N_PROMPTS * N, seed=4)
     values = wg.compute_values(data).batch["values"]
@@ -158,7 +166,7 @@ def test_critic_values_and_update_on_two_ranks(tiny_model_dir, make_batch):
     after = wg.compute_values(data).batch["values"]
     mask = data.batch["response_mask"].bool()
     assert ((after - 1).abs()[mask].mean() < (values - 1).abs()[mask].mean()), "values moved towards the returns"
-    wg.kill()
+    release(wg)
 
 
 def test_lora_two_ranks_equal_one_rank(tiny_model_dir, make_batch):
@@ -175,8 +183,10 @@ def test_lora_two_ranks_equal_one_rank(tiny_model_dir, make_batch):
         configs.append(cfg)
     one = ActorRolloutRefWorker(configs[0], role="actor_rollout", total_training_steps=4)  # in this process
     one.init_model()
-    two = RayWorkerGroup(RayResourcePool(process_on_nodes=[2], use_gpu=False),
-                         RayClassWithInitArgs(ActorRolloutRefWorker, configs[1], role="actor_rollout", total_training_steps=4))
+    pool = RayResourcePool(process_on_nodes=[2], use_gpu=False)
+    two = RayWorkerGroup(pool, RayClassWithInitArgs(ActorRolloutRefWorker, configs[1], role="actor_rollout",
+                                                    total_training_steps=4))
+    two.pool = pool
     two.init_model()
     base = one.get_actor_weights()
     data = make_batch(n=N_PROMPTS * N, seed=1)
@@ -193,4 +203,4 @@ def test_lora_two_ranks_equal_one_rank(tiny_model_dir, make_batch):
         torch.testing.assert_close(w2[name], w1[name], atol=2e-6, rtol=1e-5, msg=f"{name} differs")
     changed = [n for n in w1 if not torch.equal(w1[n], base[n])]
     assert changed and all(n.endswith("proj.weight") for n in changed), "only adapted (merged) weights move"
-    two.kill()
+    release(two)
