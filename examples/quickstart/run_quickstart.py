@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     run("GRPO", [sys.executable, "-m", "verl.trainer.main_ppo", "algorithm.adv_estimator=grpo",
                  f"data.train_files={data}/train.parquet", f"data.val_files={data}/test.parquet",
                  "data.train_batch_size=32", "data.max_prompt_length=64", "data.max_response_length=8",
-                 f"data.seed={args.seed}",
+                 f"data.seed={args.seed}", "data.dataloader_num_workers=0",  # tiny rows: no loader processes
                  f"actor_rollout_ref.model.path={sft_model}", "actor_rollout_ref.model.enable_gradient_checkpointing=false",
                  f"actor_rollout_ref.actor.optim.lr={lr}", "actor_rollout_ref.actor.ppo_mini_batch_size=16",
                  f"actor_rollout_ref.model.lora_rank={args.lora_rank}", f"actor_rollout_ref.model.lora_alpha={args.lora_alpha}",

@@ -41,6 +41,7 @@ def base_overrides(fx, out_dir, *extra):
     return [
         f"data.train_files={fx['train']}", f"data.val_files={fx['val']}",
         "data.train_batch_size=4", "data.max_prompt_length=32", "data.max_response_length=8",
+        "data.dataloader_num_workers=0",  # verl's default of 8 loader processes costs more than these rows
         f"actor_rollout_ref.model.path={fx['model']}",
         "actor_rollout_ref.actor.ppo_mini_batch_size=2", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
         "actor_rollout_ref.actor.optim.lr=1e-3",
