@@ -285,24 +285,15 @@ def rollout_config_from_mapping(mapping: Mapping[str, Any] | RolloutConfig) -> R
     for key in values:
         if key not in fields:
             raise _unknown_key_error("actor_rollout_ref.rollout", key, list(fields))
-    val = values.pop("val_kwargs", None)
-    if isinstance(val, ValKwargs):
-        values["val_kwargs"] = val
-    elif val is not None:
-        val = _plain(val)
-        val_fields = [f.name for f in dataclasses.fields(ValKwargs)]
-        for key in val:
-            if key not in val_fields:
-                raise _unknown_key_error("actor_rollout_ref.rollout.val_kwargs", key, val_fields)
-        values["val_kwargs"] = ValKwargs(**val)
-    multi = values.pop("multi_turn", None)
-    if isinstance(multi, MultiTurnConfig):
-        values["multi_turn"] = multi
-    elif multi is not None:
-        multi = _plain(multi)
-        multi_fields = [f.name for f in dataclasses.fields(MultiTurnConfig)]
-        for key in multi:
-            if key not in multi_fields:
-                raise _unknown_key_error("actor_rollout_ref.rollout.multi_turn", key, multi_fields)
-        values["multi_turn"] = MultiTurnConfig(**multi)
+    for name, section_cls in (("val_kwargs", ValKwargs), ("multi_turn", MultiTurnConfig)):
+        section = values.pop(name, None)
+        if section is not None and not isinstance(section, section_cls):
+            section = _plain(section)
+            known = [f.name for f in dataclasses.fields(section_cls)]
+            for key in section:
+                if key not in known:
+                    raise _unknown_key_error(f"actor_rollout_ref.rollout.{name}", key, known)
+            section = section_cls(**section)
+        if section is not None:
+            values[name] = section
     return RolloutConfig(**values).validate()
