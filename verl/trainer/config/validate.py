@@ -138,7 +138,6 @@ def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
             )
 
 
-def _check_algorithm(config: PPOConfig) -> None:
 def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
     """Ulysses degrees: dividing the worker group, packed forwards, and (with the model at hand) the head counts."""
     arr = config.actor_rollout_ref
@@ -171,6 +170,7 @@ def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: b
                 raise ConfigError(str(err)) from None
 
 
+def _check_algorithm(config: PPOConfig) -> None:
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, KL_PENALTY_TYPES, LOSS_AGG_MODES, POLICY_LOSS_REGISTRY
 
     alg, actor, n = config.algorithm, config.actor_rollout_ref.actor, config.actor_rollout_ref.rollout.n
@@ -283,6 +283,6 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     if config.data.max_prompt_length < 1 or config.data.max_response_length < 1:
         raise ConfigError("data.max_prompt_length and data.max_response_length must be >= 1")
     _check_algorithm(config)
-    _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
     _check_sequence_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
                              check_environment)
+    _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
