@@ -19,9 +19,13 @@ PAGES = {
         "math: 1.0",
         "rewards: [2.0, 0.0]",
         "prime rewards: [1.0, 0.0, 1.0], timeouts: 1.0",
+        "errors 1, invalid 1, timeouts 1, unusable 75%, in 1 s",
+        "first failure: error - ValueError: cannot parse",
+        "step 2: no usable reward in 2 consecutive training step(s) (trai",
         "sandbox: timeout",
         "code score: 1.0",
     ],
+    "docs/advance/sandbox.md": ["in force: ", "secret read: False", "fork bomb: runtime_error"],
 }
 
 

@@ -113,9 +113,11 @@ def test_load_prime_and_dapo_from_config(user_file, tokenizer, rollout_batch):
 
 def test_load_reward_manager_rejects_unknown_kwargs(tokenizer):
     cfg = config(None, manager="naive")
-    cfg["reward_model"]["reward_kwargs"] = {"timeout_s": 3}
-    with pytest.raises(TypeError, match="timeout_s"):
+    cfg["reward_model"]["reward_kwargs"] = {"num_workers": 3}  # prime's, not naive's
+    with pytest.raises(TypeError, match="num_workers"):
         load_reward_manager(cfg, tokenizer)
+    cfg["reward_model"]["reward_kwargs"] = {"timeout_s": 3}  # every manager's time limit
+    assert load_reward_manager(cfg, tokenizer).timeout_s == 3
     with pytest.raises(ValueError, match="reward_manager"):
         load_reward_manager(config(None, manager="fancy"), tokenizer)
 

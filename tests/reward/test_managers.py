@@ -57,7 +57,10 @@ def test_naive_places_default_scores_on_the_last_valid_token(tokenizer, rollout_
     for i, value in enumerate([1.0, 1.0, 0.0]):  # "#### 3" is wrong for -2
         expected[i, lengths[i] - 1] = value
     assert torch.equal(scores, expected)
-    assert out["reward_metrics"] == {"reward/num_errors": 0.0, "reward/num_timeouts": 0.0, "reward/num_invalid": 0.0}
+    assert out["reward_metrics"] == {"reward/num_errors": 0.0, "reward/num_timeouts": 0.0, "reward/num_invalid": 0.0,
+                                     "reward/frac_errors": 0.0, "reward/frac_timeouts": 0.0, "reward/frac_invalid": 0.0,
+                                     "reward/frac_unusable": 0.0}
+    assert out["reward_failure"] is None
 
 
 def test_naive_decodes_prompt_and_valid_response_only(tokenizer, rollout_batch):

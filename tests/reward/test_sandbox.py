@@ -42,9 +42,9 @@ def test_cpu_limit_kills_even_without_wall_clock():
 def test_memory_bomb_hits_the_address_space_limit():
     bomb = "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 2**20))"
     start = time.monotonic()
-    res = run_python(bomb, limits=FAST)
-    assert res.status == "memory", res.stderr[-300:]
-    assert time.monotonic() - start < FAST.timeout_s  # stopped by the memory limit, not the clock
+    res = run_python(bomb, limits=SandboxLimits(timeout_s=10.0, memory_mb=256))
+    assert res.status == "memory", res.stderr[-300:]  # stopped by the memory limit, not the clock ("timeout")
+    assert time.monotonic() - start < 10.0
 
 
 def test_output_flood_is_capped():
@@ -105,7 +105,8 @@ def test_network_namespace_blocks_connect_without_the_audit_hook(local_server):
     res = run_python(CONNECT.format(port=local_server), limits=SandboxLimits(python_guard=False))
     assert res.network_isolation == "netns"
     assert res.status == "runtime_error" and "connected" not in res.stdout
-    assert "OSError" in res.stderr or "unreachable" in res.stderr.lower()
+    # no route out, or (bubblewrap brings up the namespace's own loopback) nobody listening on it
+    assert any(e in res.stderr for e in ("OSError", "unreachable", "ConnectionRefusedError")), res.stderr
 
 
 def test_audit_hook_blocks_connect_without_namespace(local_server):

@@ -109,9 +109,13 @@ class RLHFDataset(Dataset):
         processor: multimodal processor; not supported (must be ``None``).
         max_samples: keep only the first N rows (after filtering); -1 keeps all.
 
+    Every prompt the dataset will serve is measured when it is built (:mod:`verl.data.prompt_lengths`: batched,
+    with a progress bar on large files, cached per file and tokenizer), so problems surface before training:
+
     Raises:
         ValueError: a row whose prompt or a known column has the wrong type (naming file, row and column);
-            with ``truncation="error"``, a prompt longer than ``max_prompt_length`` (at item access).
+            with ``truncation="error"``, a prompt longer than ``max_prompt_length`` (naming file and row, at
+            construction; ``filter_overlong_prompts`` drops such rows instead).
     """
 
     def __init__(self, data_files: str | Sequence[str], tokenizer: Any, config: Any = None, processor: Any = None,
@@ -126,12 +130,20 @@ class RLHFDataset(Dataset):
         self.data_files = [os.fspath(f) for f in self.data_files]
         self.rows: list[dict[str, Any]] = []
         self.origins: list[tuple[str, int]] = []  # (file, row number in that file) of each row, for errors
+        self._file_spans: list[tuple[str, int, int]] = []  # (file, first row index here, number of rows)
         for path in self.data_files:
+            first = len(self.rows)
             self._load(path)
+            self._file_spans.append((path, first, len(self.rows) - first))
+        limit = max_samples if max_samples is not None and max_samples > 0 else None
+        self.prompt_lengths = self._measure(None if self.config.filter_overlong_prompts else limit)
         if self.config.filter_overlong_prompts:
             self._filter_overlong()
-        if max_samples is not None and max_samples > 0:
-            self.rows, self.origins = self.rows[:max_samples], self.origins[:max_samples]
+        if limit is not None:
+            self.rows, self.origins = self.rows[:limit], self.origins[:limit]
+            self.prompt_lengths = self.prompt_lengths[:limit]
+        if self.config.truncation == "error":
+            self._check_lengths()
 
     def _load(self, path: str) -> None:
         rows = read_rows(path)
@@ -160,16 +172,52 @@ class RLHFDataset(Dataset):
             messages, add_generation_prompt=True, tokenize=False, **self.config.apply_chat_template_kwargs
         )
 
+    def _measure(self, limit: int | None) -> np.ndarray:
+        """Token counts of the templated prompts of the first ``limit`` rows (all when ``None``); whole files are
+        measured through the cache, a file only partly used is measured in part."""
+        from verl.data.prompt_lengths import file_prompt_lengths, measure_prompt_lengths
+
+        key = self.config.prompt_key
+        extra = {"chat_template_kwargs": self.config.apply_chat_template_kwargs}
+        needed = len(self.rows) if limit is None else min(limit, len(self.rows))
+        parts = []
+        for path, first, count in self._file_spans:
+            take = max(0, min(count, needed - first))
+            if take == 0:
+                continue
+            rows = self.rows[first : first + count]
+            if take == count:
+                parts.append(file_prompt_lengths(path, rows, self._render, self.tokenizer, key, extra))
+            else:
+                parts.append(measure_prompt_lengths(rows[:take], self._render, self.tokenizer, key,
+                                                    os.path.basename(path)))
+        lengths = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return np.concatenate([lengths, np.full(len(self.rows) - len(lengths), -1, dtype=np.int64)])
+
     def _filter_overlong(self) -> None:
-        texts = [self._render(row[self.config.prompt_key]) for row in self.rows]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
-        keep = [i for i, n in enumerate(lengths) if n <= self.config.max_prompt_length]
+        keep = np.flatnonzero(self.prompt_lengths <= self.config.max_prompt_length).tolist()
         dropped = len(self.rows) - len(keep)
         if dropped:
-            logger.info("filter_overlong_prompts: dropped %d of %d prompts longer than %d tokens",
-                        dropped, len(self.rows), self.config.max_prompt_length)  # fmt: skip
+            logger.warning("data.filter_overlong_prompts: dropped %d of %d prompts longer than "
+                           "data.max_prompt_length=%d tokens (%s)", dropped, len(self.rows),
+                           self.config.max_prompt_length, ", ".join(self.data_files))  # fmt: skip
         self.rows = [self.rows[i] for i in keep]
         self.origins = [self.origins[i] for i in keep]
+        self.prompt_lengths = self.prompt_lengths[keep]
+
+    def _check_lengths(self) -> None:
+        """With ``truncation=error``: fail now, naming the first prompt too long for ``max_prompt_length``."""
+        max_len = self.config.max_prompt_length
+        over = np.flatnonzero(self.prompt_lengths > max_len)
+        if not len(over):
+            return
+        path, r = self.origins[int(over[0])]
+        raise ValueError(
+            f"{path}, row {r}: prompt is {int(self.prompt_lengths[over[0]])} tokens, longer than "
+            f"data.max_prompt_length={max_len} ({len(over)} of {len(self.rows)} prompts are, the longest "
+            f"{int(self.prompt_lengths.max())} tokens); raise max_prompt_length, set data.truncation to "
+            "left/right/middle, or data.filter_overlong_prompts=true"
+        )
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from verl.reward.base import DecodedBatch
+from verl.reward.base import DEFAULT_TIMEOUT_S, DecodedBatch
 from verl.reward.config import OverlongBufferConfig
 from verl.reward.naive import NaiveRewardManager
 from verl.reward.registry import register
@@ -41,8 +41,9 @@ class DAPORewardManager(NaiveRewardManager):
 
     def __init__(self, tokenizer: Any, num_examine: int = 0, compute_score=None, reward_fn_key: str = "data_source",
                  on_error: str = "zero", max_concurrency: int = 64, max_resp_len: int | None = None,
-                 overlong_buffer_cfg: OverlongBufferConfig | dict | None = None):  # fmt: skip
-        super().__init__(tokenizer, num_examine, compute_score, reward_fn_key, on_error, max_concurrency)
+                 overlong_buffer_cfg: OverlongBufferConfig | dict | None = None,
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S):  # fmt: skip
+        super().__init__(tokenizer, num_examine, compute_score, reward_fn_key, on_error, max_concurrency, timeout_s)
         cfg = OverlongBufferConfig.from_any(overlong_buffer_cfg, "reward_model.overlong_buffer")
         if cfg.enable:
             if max_resp_len is None:
@@ -51,6 +52,9 @@ class DAPORewardManager(NaiveRewardManager):
                 raise ValueError(
                     f"reward_model.overlong_buffer.len must be in (0, max_resp_len={max_resp_len}], got {cfg.len}"
                 )
+            if cfg.penalty_factor < 0:
+                raise ValueError(f"reward_model.overlong_buffer.penalty_factor={cfg.penalty_factor} must be >= 0 "
+                                 "(a negative factor would reward overlong responses)")
         self.max_resp_len = max_resp_len
         self.overlong_buffer_cfg = cfg
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from verl.reward.base import DecodedBatch, RewardManagerBase, ScoreOutcome, is_async_callable, run_coroutine_sync
+from verl.reward.base import (
+    DEFAULT_TIMEOUT_S,
+    DecodedBatch,
+    RewardManagerBase,
+    ScoreOutcome,
+    is_async_callable,
+    run_coroutine_sync,
+)
 from verl.reward.registry import register
 
 __all__ = ["NaiveRewardManager"]
@@ -16,13 +23,17 @@ class NaiveRewardManager(RewardManagerBase):
     """Per-sample scoring: ``compute_score(data_source, solution_str, ground_truth, extra_info)``.
 
     An ``async`` score function is awaited for all samples concurrently (at most ``max_concurrency`` at once).
-    A score that raises gives 0 and is counted; a score that can hang needs the ``prime`` manager, which
-    runs each call in a process it can kill.
+    A score that raises gives 0 and is counted; a call running past ``timeout_s`` is interrupted, scores 0 and
+    is counted as a timeout. (A call stuck inside native code cannot be interrupted in-process: the ``prime``
+    manager runs each call in a process it can kill.)
     """
 
     def __init__(self, tokenizer: Any, num_examine: int = 0, compute_score=None, reward_fn_key: str = "data_source",
-                 on_error: str = "zero", max_concurrency: int = 64):  # fmt: skip
-        super().__init__(tokenizer, num_examine, compute_score, reward_fn_key, on_error)
+                 on_error: str = "zero", max_concurrency: int = 64,
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S):  # fmt: skip
+        super().__init__(tokenizer, num_examine, compute_score, reward_fn_key, on_error, timeout_s)
+        if max_concurrency < 1:
+            raise ValueError(f"reward_model.reward_kwargs.max_concurrency={max_concurrency} must be >= 1")
         self.max_concurrency = max_concurrency
 
     def _args(self, batch: DecodedBatch, i: int) -> tuple:
@@ -34,25 +45,17 @@ class NaiveRewardManager(RewardManagerBase):
         outcomes = []
         for i in range(len(batch)):
             source, solution, truth, extra = self._args(batch, i)
-            try:
-                value = self.compute_score(data_source=source, solution_str=solution, ground_truth=truth, extra_info=extra)
-                outcomes.append(ScoreOutcome("ok", value))
-            except Exception as exc:
-                outcomes.append(self._fail(exc))
+            outcomes.append(self.call_score(data_source=source, solution_str=solution, ground_truth=truth,
+                                            extra_info=extra))
         return outcomes
 
     async def _score_async(self, batch: DecodedBatch) -> list[ScoreOutcome]:
         limit = asyncio.Semaphore(self.max_concurrency)
 
-        async def one(i: int) -> Any:
+        async def one(i: int) -> ScoreOutcome:
             source, solution, truth, extra = self._args(batch, i)
             async with limit:
-                return await self.compute_score(
-                    data_source=source, solution_str=solution, ground_truth=truth, extra_info=extra
-                )
+                return await self.call_score_async(data_source=source, solution_str=solution, ground_truth=truth,
+                                                   extra_info=extra)
 
-        values = await asyncio.gather(*(one(i) for i in range(len(batch))), return_exceptions=True)
-        return [
-            self._fail(v) if isinstance(v, Exception) else ScoreOutcome("ok", v)
-            for v in values
-        ]
+        return list(await asyncio.gather(*(one(i) for i in range(len(batch)))))

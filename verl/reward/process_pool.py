@@ -27,13 +27,14 @@ __all__ = ["CallOutcome", "run_calls"]
 
 @dataclass
 class CallOutcome:
-    """``status``: ``"ok"`` (``value`` set), ``"error"`` (``error`` text, ``exception`` when picklable),
-    ``"timeout"``, or ``"crashed"`` (the worker process died)."""
+    """``status``: ``"ok"`` (``value`` set), ``"error"`` (``error`` text, ``exception`` when picklable,
+    ``traceback``), ``"timeout"``, or ``"crashed"`` (the worker process died)."""
 
     status: str
     value: Any = None
     error: str | None = None
     exception: BaseException | None = None
+    traceback: str | None = None
 
 
 def _worker_main(conn: Connection, fn: Callable[..., Any]) -> None:
@@ -49,18 +50,18 @@ def _worker_main(conn: Connection, fn: Callable[..., Any]) -> None:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = asyncio.run(_await(value))
-            reply = (index, "ok", value, None, None)
+            reply = (index, "ok", value, None, None, None)
         except BaseException as exc:  # report everything, even SystemExit, and keep serving
             message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            reply = (index, "error", None, message, exc if _round_trips(exc) else None)
+            reply = (index, "error", None, message, exc if _round_trips(exc) else None, traceback.format_exc())
         try:
             conn.send(reply)
         except Exception as exc:  # the value or the exception does not pickle
             if reply[1] == "ok":
                 why = f"result of type {type(reply[2]).__name__} cannot be pickled: {exc}"
-                conn.send((index, "error", None, why, None))
+                conn.send((index, "error", None, why, None, None))
             else:
-                conn.send((index, "error", None, reply[3], None))
+                conn.send((index, "error", None, reply[3], None, reply[5]))
 
 
 def _round_trips(obj: Any) -> bool:
@@ -112,7 +113,7 @@ def run_calls(
     fn: Callable[..., Any],
     calls: Sequence[tuple[tuple, dict]],
     num_workers: int | None = None,
-    timeout_s: float = 300.0,
+    timeout_s: float | None = 300.0,
     mp_context: str | None = None,
 ) -> list[CallOutcome]:
     """Run ``fn(*args, **kwargs)`` for every ``(args, kwargs)`` of ``calls`` in worker processes.
@@ -120,14 +121,15 @@ def run_calls(
     Args:
         fn: the function (sync or async; with a non-fork context it must be picklable).
         num_workers: worker processes (default ``min(8, cpu_count)``); never more than there are calls.
-        timeout_s: a call running longer is stopped (its worker killed) and reported as ``"timeout"``.
+        timeout_s: a call running longer is stopped (its worker killed) and reported as ``"timeout"``; ``None``:
+            no limit.
         mp_context: ``"fork"`` (Linux default), ``"spawn"`` or ``"forkserver"``.
 
     Returns:
         one :class:`CallOutcome` per call, in order.
     """
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive (or None for no limit), got {timeout_s}")
     outcomes: list[CallOutcome | None] = [None] * len(calls)
     if not calls:
         return []
@@ -140,8 +142,8 @@ def run_calls(
             _next_task(w, pending, calls)
         while any(w.index is not None for w in workers):
             busy = [w for w in workers if w.index is not None]
-            deadline = min(w.started for w in busy) + timeout_s
-            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], max(0.0, deadline - time.monotonic()))
+            left = None if timeout_s is None else max(0.0, min(w.started for w in busy) + timeout_s - time.monotonic())
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], left)
             for i, w in enumerate(workers):
                 if w.index is None:
                     continue
@@ -169,16 +171,16 @@ def _next_task(w: _Worker, pending: deque, calls: Sequence[tuple[tuple, dict]]) 
         w.assign(index, tuple(args), dict(kwargs))
 
 
-def _poll(w: _Worker, timeout_s: float) -> CallOutcome | None:
+def _poll(w: _Worker, timeout_s: float | None) -> CallOutcome | None:
     """The outcome of ``w``'s current call if it is known now (a reply, a death, or an overrun), else ``None``."""
     if w.conn.poll():
         try:
-            _, status, value, error, exc = w.conn.recv()
+            _, status, value, error, exc, trace = w.conn.recv()
         except Exception as e:  # EOF, a broken pipe, or a reply that does not unpickle
             return CallOutcome("crashed", error=f"lost the worker's reply: {e!r}")
-        return CallOutcome(status, value, error, exc)
+        return CallOutcome(status, value, error, exc, trace)
     if not w.process.is_alive():
         return CallOutcome("crashed", error=f"worker process died (exit code {w.process.exitcode})")
-    if time.monotonic() - w.started >= timeout_s:
+    if timeout_s is not None and time.monotonic() - w.started >= timeout_s:
         return CallOutcome("timeout", error=f"no result after {timeout_s:g} s")
     return None

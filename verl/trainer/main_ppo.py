@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 from verl.trainer.config import (
     PPOConfig,
@@ -22,6 +23,8 @@ from verl.trainer.config import (
     validate_config,
     world_size,
 )
+from verl.reward.faults import RewardFaultError
+from verl.single_controller.base.watchdog import WorkerCallTimeoutError
 from verl.utils.cli import parse_command_line
 from verl.utils.config import ConfigError
 
@@ -82,10 +85,32 @@ def build_dataloaders(config: PPOConfig, tokenizer):
     return train_loader, val_loader
 
 
+try:
+    from yaml import YAMLError as _YAMLError
+except ImportError:  # pragma: no cover
+    class _YAMLError(Exception):
+        pass
+
+
+@contextmanager
+def setup_errors():
+    """Turn what goes wrong while the run is set up (before Ray or any worker starts: tokenizer, data files and
+    rows, reward function and manager) into a :class:`ConfigError`, which ``main`` prints as one line."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, LookupError, OSError, ImportError,
+            NotImplementedError, _YAMLError) as exc:
+        text = str(exc) if isinstance(exc, (ValueError, OSError)) and str(exc) else f"{type(exc).__name__}: {exc}"
+        raise ConfigError("; ".join(line.strip() for line in text.splitlines() if line.strip())) from exc
+
+
 def run_ppo(config: PPOConfig) -> dict[str, float]:
     """Validate, start Ray (unless local mode), build datasets, reward functions and workers, train; returns
     the last metrics."""
-    validate_config(config)
+    with setup_errors():
+        validate_config(config)
     mode = resolve_execution_mode(config)
     if mode == "local":
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # what Ray mode gives its workers
@@ -95,11 +120,12 @@ def run_ppo(config: PPOConfig) -> dict[str, float]:
     from verl.workers.fsdp_workers import load_tokenizer
 
     model = config.actor_rollout_ref.model
-    tokenizer = load_tokenizer(config.data.tokenizer or model.tokenizer_path or model.path, model.trust_remote_code,
-                               model.custom_chat_template)
-    train_loader, val_loader = build_dataloaders(config, tokenizer)
-    reward_fn = load_reward_manager(config, tokenizer, num_examine=0)
-    val_reward_fn = load_reward_manager(config, tokenizer, num_examine=1)
+    with setup_errors():  # bad data, tokenizer or reward settings: one "config error" line, exit 2
+        tokenizer = load_tokenizer(config.data.tokenizer or model.tokenizer_path or model.path,
+                                   model.trust_remote_code, model.custom_chat_template)
+        train_loader, val_loader = build_dataloaders(config, tokenizer)
+        reward_fn = load_reward_manager(config, tokenizer, num_examine=0)
+        val_reward_fn = load_reward_manager(config, tokenizer, num_examine=1)
     started = start_ray(config) if mode == "ray" else False
     trainer = RayPPOTrainer(config, tokenizer, reward_fn, val_reward_fn, train_loader, val_loader)
     try:
@@ -123,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_help())
         return 0
     try:
-        config = load_config(argv)
+        with setup_errors():  # a malformed YAML file, ...
+            config = load_config(argv)
         if parse_command_line(argv).cfg:  # Hydra's --cfg job: print the composed, checked config; start nothing
             validate_config(config, check_environment=False)
             print(dump_yaml(config), end="")
@@ -132,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except (RewardFaultError, WorkerCallTimeoutError) as exc:  # reported in full, without a traceback of ours
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

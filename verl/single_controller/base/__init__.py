@@ -2,6 +2,7 @@
 
 from verl.single_controller.base.colocate import create_colocated_worker_cls
 from verl.single_controller.base.decorator import Dispatch, Execute, register
+from verl.single_controller.base.watchdog import WorkerCallTimeoutError
 from verl.single_controller.base.worker import Worker
 from verl.single_controller.base.worker_group import ClassWithInitArgs, ResourcePool, WorkerGroup
 
@@ -11,6 +12,7 @@ __all__ = [
     "Execute",
     "ResourcePool",
     "Worker",
+    "WorkerCallTimeoutError",
     "WorkerGroup",
     "create_colocated_worker_cls",
     "register",

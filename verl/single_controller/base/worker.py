@@ -46,6 +46,9 @@ class Worker:
     """
 
     def __init__(self) -> None:
+        from verl.single_controller.base.watchdog import install_stack_dump_handler
+
+        install_stack_dump_handler()  # the driver's watchdog can ask this process for its threads' stacks
         self._rank = int(os.environ.get("RANK", 0))
         self._world_size = int(os.environ.get("WORLD_SIZE", 1))
         self._local_rank = int(os.environ.get("LOCAL_RANK", 0))

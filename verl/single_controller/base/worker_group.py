@@ -7,6 +7,7 @@ dispatches the arguments, runs the method on the chosen ranks and collects the r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,7 +75,13 @@ class WorkerGroup:
     Subclasses set ``self._worker_names`` and implement :meth:`_execute` (start the method on the given ranks
     and return one handle per rank), :meth:`_wait` (turn handles into values, raising a clear error
     naming the worker and method when one fails) and :meth:`_make_view` (for :meth:`spawn`).
+
+    ``call_timeout_s`` (``None``/0: off) is the watchdog on every call: one that has not returned that many
+    seconds after it started raises :class:`~verl.single_controller.base.watchdog.WorkerCallTimeoutError`
+    naming the stuck worker, rank and method, with the stacks of its threads.
     """
+
+    call_timeout_s: float | None = None
 
     def __init__(self) -> None:
         self._worker_names: list[str] = []
@@ -93,7 +100,9 @@ class WorkerGroup:
     def _execute(self, method_name: str, ranks: list[int], args: tuple, kwargs: dict) -> list:
         raise NotImplementedError
 
-    def _wait(self, method_name: str, ranks: list[int], handles: list) -> list:
+    def _wait(self, method_name: str, ranks: list[int], handles: list, started: float | None = None) -> list:
+        """The results of ``handles``; ``started`` (``time.monotonic()`` when the call was made) starts the
+        watchdog's clock."""
         raise NotImplementedError
 
     def _make_view(self, role: str) -> WorkerGroup:
@@ -106,13 +115,15 @@ class WorkerGroup:
         """Run ``method_name`` on every rank with the same arguments; the list of results."""
         ranks = list(range(self.world_size))
         per_rank = tuple([a] * len(ranks) for a in args), {k: [v] * len(ranks) for k, v in kwargs.items()}
-        return self._wait(method_name, ranks, self._execute(method_name, ranks, *per_rank))
+        started = time.monotonic()
+        return self._wait(method_name, ranks, self._execute(method_name, ranks, *per_rank), started)
 
     execute_all_sync = execute_all
 
     def execute_rank_zero(self, method_name: str, *args, **kwargs) -> Any:
         per_rank = tuple([a] for a in args), {k: [v] for k, v in kwargs.items()}
-        return self._wait(method_name, [0], self._execute(method_name, [0], *per_rank))[0]
+        started = time.monotonic()
+        return self._wait(method_name, [0], self._execute(method_name, [0], *per_rank), started)[0]
 
     def _query_dispatch_info(self, mesh_name: str) -> tuple[list[int], list[bool]]:
         """Per rank: its data-parallel rank in ``mesh_name`` and whether its output is collected (cached)."""
@@ -133,10 +144,11 @@ class WorkerGroup:
             for name, values in [*enumerate(args), *kwargs.items()]:
                 if len(values) < len(ranks):
                     raise ValueError(f"{remote_name}: dispatch produced {len(values)} values for argument {name}, need {len(ranks)}")
+            started = time.monotonic()
             handles = self._execute(remote_name, ranks, args, kwargs)
 
             def collect():
-                return fns.collect_fn(self, self._wait(remote_name, ranks, handles))
+                return fns.collect_fn(self, self._wait(remote_name, ranks, handles, started))
 
             return collect() if blocking else DataProtoFuture(collect)
 
@@ -168,6 +180,7 @@ class WorkerGroup:
         for role in prefix_set:
             view = self._make_view(role)
             view._worker_names = self._worker_names
+            view.call_timeout_s = self.call_timeout_s
             view._method_prefix = f"{role}_"
             view._bind_worker_methods(colocated[role], prefix=f"{role}_")
             views[role] = view

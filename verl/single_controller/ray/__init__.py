@@ -4,6 +4,7 @@ from verl.single_controller.ray.base import (
     RayClassWithInitArgs,
     RayResourcePool,
     RayWorkerGroup,
+    WorkerCallTimeoutError,
     WorkerGroupError,
     create_colocated_worker_cls,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "RayResourcePool",
     "RayWorkerGroup",
     "ResourcePoolManager",
+    "WorkerCallTimeoutError",
     "WorkerGroupError",
     "create_colocated_worker_cls",
 ]

@@ -8,8 +8,10 @@ rollout in one process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -17,6 +19,13 @@ from ray.util.placement_group import PlacementGroup, placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from verl.single_controller.base.colocate import colocated_worker_class
+from verl.single_controller.base.watchdog import (
+    STACK_DUMP_DIR_ENV,
+    WorkerCallTimeoutError,
+    dump_process_stacks,
+    stack_dump_dir,
+    timeout_message,
+)
 from verl.single_controller.base.worker import find_free_port, get_node_ip
 from verl.single_controller.base.worker_group import ClassWithInitArgs, ResourcePool, WorkerGroup
 
@@ -24,11 +33,13 @@ __all__ = [
     "RayClassWithInitArgs",
     "RayResourcePool",
     "RayWorkerGroup",
+    "WorkerCallTimeoutError",
     "WorkerGroupError",
     "create_colocated_worker_cls",
 ]
 
 PLACEMENT_TIMEOUT_S = 120
+STACK_DUMP_WAIT_S = 15.0
 
 
 class WorkerGroupError(RuntimeError):
@@ -131,10 +142,51 @@ def _master_address() -> tuple[str, int]:
     return get_node_ip(), find_free_port()
 
 
+@ray.remote(num_cpus=0)
+def _dump_stacks_on_node(pid: int, dump_dir: str) -> str:
+    return dump_process_stacks(pid, dump_dir)
+
+
+def _local_dump_file(actor: Any) -> str | None:
+    """The stack-dump file of ``actor``'s process when it runs on this node, else ``None``."""
+    try:
+        from ray._private import state
+
+        info = state.actors(actor._actor_id.hex())
+        if info["Address"]["NodeID"] != ray.get_runtime_context().get_node_id():
+            return None
+        return os.path.join(stack_dump_dir(), f"{int(info['Pid'])}.txt")
+    except Exception:
+        return None
+
+
+def actor_stacks(actor: Any, dump_dir: str) -> str:
+    """Every thread's stack of the process running ``actor`` (signalled with faulthandler's dump signal; from a
+    task on the actor's node when that is not this one), even while the actor is busy or stuck."""
+    try:
+        from ray._private import state
+
+        info = state.actors(actor._actor_id.hex())
+        pid, node = int(info["Pid"]), info["Address"]["NodeID"]
+    except Exception as exc:  # an unexpected Ray version or a dead actor
+        return f"(could not locate the actor's process: {exc!r})"
+    try:
+        if node == ray.get_runtime_context().get_node_id():
+            return dump_process_stacks(pid, dump_dir)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = _dump_stacks_on_node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+        return ray.get(task.remote(pid, dump_dir), timeout=STACK_DUMP_WAIT_S)
+    except Exception as exc:
+        return f"(could not dump the stacks of process {pid} on node {node[:12]}: {exc!r})"
+
+
 class RayWorkerGroup(WorkerGroup):
     """``world_size`` Ray actors of one worker class, one per bundle of ``resource_pool``.
 
     Every ``@register``-ed method of the class becomes a method of this group, e.g. ``wg.update_actor(batch)``.
+    With ``call_timeout_s`` (seconds; ``None``/0: off), a call whose ranks have not all returned by then raises
+    :class:`WorkerCallTimeoutError` naming the stuck workers, ranks and method, with their threads' stacks.
     """
 
     def __init__(
@@ -143,8 +195,10 @@ class RayWorkerGroup(WorkerGroup):
         ray_cls_with_init: RayClassWithInitArgs | None = None,
         name_prefix: str | None = None,
         detached: bool = False,
+        call_timeout_s: float | None = None,
     ):
         super().__init__()
+        self.call_timeout_s = call_timeout_s
         self._workers: list[Any] = []
         if ray_cls_with_init is not None:
             ray_cls_with_init = RayClassWithInitArgs.from_class_with_init_args(ray_cls_with_init)
@@ -169,6 +223,7 @@ class RayWorkerGroup(WorkerGroup):
         for pg, local_world_size in zip(pgs, pool.store):
             for local_rank in range(local_world_size):
                 env = {
+                    STACK_DUMP_DIR_ENV: stack_dump_dir(),  # where the worker writes its stacks when asked
                     "RANK": str(rank),
                     "WORLD_SIZE": str(world_size),
                     "LOCAL_RANK": str(local_rank),
@@ -190,12 +245,17 @@ class RayWorkerGroup(WorkerGroup):
             for i, r in enumerate(ranks)
         ]
 
-    def _wait(self, method_name: str, ranks: list[int], handles: list) -> list:
-        """Results in rank order; the first failure raises at once instead of waiting on its peers."""
+    def _wait(self, method_name: str, ranks: list[int], handles: list, started: float | None = None) -> list:
+        """Results in rank order; the first failure raises at once instead of waiting on its peers, and ranks
+        still running ``call_timeout_s`` after ``started`` raise :class:`WorkerCallTimeoutError`."""
         results: list[Any] = [None] * len(handles)
         pending = {ref: i for i, ref in enumerate(handles)}
+        deadline = started + self.call_timeout_s if self.call_timeout_s and started is not None else None
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+            if not ready:
+                raise self._call_timeout(method_name, [ranks[i] for i in sorted(pending.values())], len(handles))
             i = pending.pop(ready[0])
             try:
                 results[i] = ray.get(ready[0])
@@ -207,15 +267,29 @@ class RayWorkerGroup(WorkerGroup):
                 ) from exc
         return results
 
+    def _call_timeout(self, method_name: str, stuck_ranks: list[int], total: int) -> WorkerCallTimeoutError:
+        """The report of a call that ran past the watchdog's limit, with the stuck workers' stacks."""
+        stuck = [(self._worker_names[r], r) for r in stuck_ranks]
+        stacks = {f"{name} (rank {r})": actor_stacks(self._workers[r], stack_dump_dir()) for name, r in stuck[:8]}
+        return WorkerCallTimeoutError(timeout_message(method_name, stuck, self.call_timeout_s, total - len(stuck),
+                                                      total, stacks))
+
     def _make_view(self, role: str) -> RayWorkerGroup:
         view = RayWorkerGroup(name_prefix=f"{self.name_prefix}.{role}", ray_cls_with_init=self.ray_cls_with_init)
         view._workers = self._workers
         return view
 
     def kill(self) -> None:
+        dump_files = [_local_dump_file(worker) for worker in self._workers]
         for worker in self._workers:
             ray.kill(worker)
         self._workers = []
+        for path in dump_files:  # the killed workers' (empty) stack-dump files on this node
+            try:
+                if path and os.path.getsize(path) == 0:
+                    os.remove(path)
+            except OSError:
+                pass
 
 
 def create_colocated_worker_cls(class_dict: dict[str, ClassWithInitArgs]) -> RayClassWithInitArgs:

@@ -169,6 +169,14 @@ class TrainerConfig:
     """Write validation generations as ``val_<step>.jsonl`` here."""
     seed: int = 1
     """Seed of the driver (uids, shuffling of mini-batches)."""
+    max_failed_reward_steps: int = 2
+    """Stop with an error (showing one failing sample and its exception) after this many consecutive training
+    steps in which every reward was unusable: the score function raised, ran past its time limit or returned no
+    finite number. 0 = never stop (each step's counts are logged as ``reward/num_errors`` etc. regardless)."""
+    worker_call_timeout_s: float | None = 3600.0
+    """Watchdog on every call to a worker (generate, update, checkpoint, ...): a call that has not returned after
+    this many seconds is reported naming the worker, its rank and the method, with the stacks of the stuck
+    workers' threads, and the run exits instead of hanging. 0 or null = no watchdog."""
     use_legacy_worker_impl: str = "auto"
     """verl's choice between its two worker implementations (``auto``, ``enable``, ``disable``). This library has
     one, which follows verl's documented behaviour; every value runs it."""

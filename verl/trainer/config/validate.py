@@ -5,6 +5,7 @@ Each failure is a :class:`ConfigError` that names the key(s) and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from verl.trainer.config.compat import per_gpu_sizes
@@ -249,7 +250,9 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     the checks of this machine: files and model directories exist, a GPU is visible."""
     from verl.trainer.config.compat import check_fixed_keys
     from verl.trainer.config.features import check_features
+    from verl.trainer.config.ranges import check_value_ranges
 
+    check_value_ranges(config)  # every key's range and names first (grad_clip > 0, ppo_epochs >= 1, dtypes, ...)
     device = resolve_device(config)
     _check_trainer(config, device, check_environment)
     check_fixed_keys(config, world_size(config))
@@ -273,7 +276,10 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     if check_environment and config.custom_reward_function.path and not os.path.isfile(config.custom_reward_function.path):
         raise ConfigError(f"custom_reward_function.path={config.custom_reward_function.path!r} does not exist")
     try:
-        arr.rollout.validate()
+        # as the workers get it: the rollout's lengths follow data.max_*_length (RayPPOTrainer._worker_config), so
+        # max_model_len is checked against the real prompt length
+        dataclasses.replace(arr.rollout, prompt_length=config.data.max_prompt_length,
+                            response_length=config.data.max_response_length).validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if check_environment and arr.rollout.name == "vllm" and resolve_device(config) == "cpu":

@@ -97,6 +97,11 @@ class RayPPOTrainer:
         self._groups: list[WorkerGroup] = []  # what shutdown() stops
         self._pools: list = []
         self.logger = None
+        # reward faults: per-step counts for the loggers, and a stop after all-unusable steps (verl.reward.faults)
+        from verl.reward.faults import RewardFaultTracker
+
+        self._reward_faults = RewardFaultTracker(tr.max_failed_reward_steps)
+        self._val_reward_faults = RewardFaultTracker(0, prefix="val-aux/reward/")
 
     # ------------------------------------------------------------------------------------------ workers
 
@@ -169,7 +174,8 @@ class RayPPOTrainer:
             from verl.single_controller.local import LocalWorkerGroup
 
             def make_group(pool_name, cls, name_prefix):
-                return LocalWorkerGroup(cls, name_prefix=name_prefix)
+                return LocalWorkerGroup(cls, name_prefix=name_prefix,
+                                        call_timeout_s=self.config.trainer.worker_call_timeout_s)
         else:
             from verl.single_controller.ray import RayWorkerGroup, ResourcePoolManager, create_colocated_worker_cls
 
@@ -178,7 +184,8 @@ class RayPPOTrainer:
             self._pools = list(manager.resource_pool_dict.values())
 
             def make_group(pool_name, cls, name_prefix):
-                return RayWorkerGroup(manager.resource_pool_dict[pool_name], cls, name_prefix=name_prefix)
+                return RayWorkerGroup(manager.resource_pool_dict[pool_name], cls, name_prefix=name_prefix,
+                                      call_timeout_s=self.config.trainer.worker_call_timeout_s)
 
         groups = {}
         for pool_name in spec:
@@ -256,16 +263,20 @@ class RayPPOTrainer:
 
         return multi_turn_metrics(batch.non_tensor_batch, prefix)
 
-    def _score(self, batch: DataProto, validate: bool = False) -> tuple[torch.Tensor, dict[str, list]]:
-        """Token-level scores: the reward model's (if enabled) plus the reward function's."""
-        from verl.reward.loader import compute_reward
+    def _score(self, batch: DataProto, validate: bool = False, faults=None) -> tuple[torch.Tensor, dict[str, list]]:
+        """Token-level scores: the reward model's (if enabled) plus the reward function's, whose fault counts go
+        to ``faults`` (a :class:`~verl.reward.faults.RewardFaultTracker`) when given."""
+        from verl.reward.faults import score_batch
 
         scores = torch.zeros_like(batch.batch["responses"], dtype=torch.float32)
         extra: dict[str, list] = {}
         if self.use_rm:
             scores = scores + self.rm_wg.compute_rm_score(batch).batch["rm_scores"]
         if not self.use_rm or self.config.custom_reward_function.path:
-            fn_scores, extra = compute_reward(batch, self.val_reward_fn if validate else self.reward_fn)
+            result = score_batch(batch, self.val_reward_fn if validate else self.reward_fn)
+            if faults is not None:
+                faults.add(result)
+            fn_scores, extra = result.reward_tensor, result.extra
             scores = scores + fn_scores
         return scores, extra
 
@@ -279,7 +290,7 @@ class RayPPOTrainer:
         while True:
             gen = self._generate(batch, timing, metrics)
             with timer("reward", timing):
-                gen.batch["token_level_scores"], extra = self._score(gen)
+                gen.batch["token_level_scores"], extra = self._score(gen, faults=self._reward_faults)
             num_gen += 1
             if not fg.enable:
                 return gen
@@ -323,6 +334,7 @@ class RayPPOTrainer:
         """One PPO step on a batch of prompts; returns its metrics."""
         metrics: dict[str, float] = {}
         timing: dict[str, float] = {}
+        self._reward_faults.begin_step()
         with timer("step", timing):
             batch = self._generate_and_score(batch, timing, metrics)
             if self.config.trainer.balance_batch:
@@ -373,6 +385,7 @@ class RayPPOTrainer:
             if self.config.trainer.rollout_data_dir:
                 batch_ops.dump_generations(self.config.trainer.rollout_data_dir, self.global_steps, self.tokenizer,
                                            batch, batch.batch["token_level_scores"].sum(-1))
+        metrics.update(self._reward_faults.metrics())  # reward/num_errors, num_timeouts, num_invalid, frac_*
         metrics.update(compute_data_metrics(batch, self.use_critic))
         metrics.update(compute_timing_metrics(batch, timing))
         metrics.update(compute_throughput_metrics(batch, timing, self.n_workers))
@@ -385,6 +398,7 @@ class RayPPOTrainer:
         if self.val_dataloader is None:
             return {}
         n = self.config.actor_rollout_ref.rollout.val_kwargs.n
+        self._val_reward_faults.begin_step()
         sources, uids, scores, preds, gens = [], [], [], [], []
         shown: list[dict] = []
         for k, batch_dict in enumerate(self.val_dataloader):
@@ -395,7 +409,7 @@ class RayPPOTrainer:
             gen_in.meta_info.update({"validate": True, "seed": self.config.trainer.seed * 1_000_003 - 1 - k})
             out = self.actor_rollout_wg.generate_sequences(gen_in)
             gen = DataProto(batch=out.batch, non_tensor_batch={**batch.non_tensor_batch, **out.non_tensor_batch})
-            token_scores, extra = self._score(gen, validate=True)
+            token_scores, extra = self._score(gen, validate=True, faults=self._val_reward_faults)
             seq_scores = token_scores.sum(-1)
             sources += [str(s) for s in gen.non_tensor_batch.get("data_source", ["unknown"] * len(gen))]
             uids += list(gen.non_tensor_batch["uid"])
@@ -414,6 +428,7 @@ class RayPPOTrainer:
                   f"  output: {row['output']!r}", flush=True)
         has_preds = any(p != "None" for p in preds)
         metrics = process_validation_metrics(sources, uids, scores, preds if has_preds else None)
+        metrics.update(self._val_reward_faults.metrics())  # val-aux/reward/num_errors, ...
         if gens:  # multi-turn: val-aux/num_turns/*, tool calls and failures
             metrics.update(self._multi_turn_metrics(DataProto.concat(gens), prefix="val-aux/"))
         return metrics

@@ -1,4 +1,5 @@
-"""Score a model's program by running it on test cases in the sandbox (:mod:`.sandbox`).
+"""Score a model's program by running it on test cases in the sandbox (:mod:`.sandbox`: bubblewrap namespaces where
+installed, so the program sees none of the trainer's files, processes or network; docs/advance/sandbox.md).
 
 Ground truth (a dict, or its JSON string) in the APPS / CodeContests / TACO style:
 
