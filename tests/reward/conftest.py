@@ -1,4 +1,7 @@
-"""Rollout-shaped DataProtos for the reward-manager tests."""
+"""Rollout-shaped DataProtos for the reward-manager tests; a loopback server for the sandbox tests."""
+
+import socket
+import threading
 
 import pytest
 import torch
@@ -43,3 +46,28 @@ def make_rollout_batch(tokenizer, prompts, responses, data_sources, truths, prom
 @pytest.fixture
 def rollout_batch():
     return make_rollout_batch
+
+
+@pytest.fixture
+def local_server():
+    """A TCP server on the host's loopback that accepts connections (to prove the sandbox cannot reach it)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conn.close()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join()
+    srv.close()

@@ -1,14 +1,16 @@
 """The sandbox kills runaway programs within its limits and keeps them off the network; the code scorer."""
 
 import json
-import socket
-import threading
 import time
 
 import pytest
 
 from verl.utils.reward_score import code_exec, default_compute_score
-from verl.utils.reward_score.sandbox import SandboxLimits, network_namespace_prefix, run_python
+from verl.utils.reward_score.sandbox import (
+    SandboxLimits,
+    network_namespace_prefix,
+    run_python,
+)
 
 FAST = SandboxLimits(timeout_s=1.0, memory_mb=256)
 
@@ -64,31 +66,6 @@ def test_subprocess_and_fork_are_blocked():
     for code in ("import subprocess\nsubprocess.run(['true'])", "import os\nos.fork()", "import os\nos.system('true')"):
         res = run_python(code, limits=FAST)
         assert res.status == "runtime_error" and "PermissionError" in res.stderr, code
-
-
-@pytest.fixture
-def local_server():
-    """A TCP server on the host's loopback that accepts connections (to prove the sandbox cannot reach it)."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                conn.close()
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    thread.join()
-    srv.close()
 
 
 CONNECT = "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')"

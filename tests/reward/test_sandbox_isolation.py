@@ -9,14 +9,17 @@ bomb a per-sandbox process limit; the others are skipped with the reason.
 import logging
 import os
 import shutil
-import socket
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from verl.utils.reward_score.sandbox import SandboxLimits, describe_isolation, isolation_in_force, run_python
+from verl.utils.reward_score.sandbox import (
+    SandboxLimits,
+    describe_isolation,
+    isolation_in_force,
+    run_python,
+)
 
 SECRET = "hunter2-do-not-leak"
 LIMITS = SandboxLimits(timeout_s=10)
@@ -117,30 +120,6 @@ def test_fork_bomb_is_contained(iso):
         assert res.status in ("runtime_error", "timeout"), name
     after = run_python("print('still fine')", limits=LIMITS)  # the trainer (and this machine) survive
     assert after.status == "ok"
-
-
-@pytest.fixture
-def local_server():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                conn.close()
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    thread.join()
-    srv.close()
 
 
 def test_no_socket_reaches_anything(iso, local_server):
