@@ -34,7 +34,6 @@ VARIED_REWARD = f"custom_reward_function.path={os.path.join(os.path.dirname(__fi
 
 def final_weights(out_dir, step):
     """The actor's weights of a checkpoint, read back from its DCP shards without a process group."""
-    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     target = os.path.join(out_dir, f"weights_{step}.pt")

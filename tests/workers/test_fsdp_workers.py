@@ -7,7 +7,6 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from verl import DataProto  # noqa: E402
 from verl.single_controller.ray import RayClassWithInitArgs, RayResourcePool, RayWorkerGroup  # noqa: E402
 from verl.workers.critic import CriticWorker  # noqa: E402
 from verl.workers.fsdp_workers import ActorRolloutRefWorker  # noqa: E402

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from verl.models.config import DecoderConfig
 from verl.models.rope import apply_rope, rope_table
-from verl.models.weights import FUSED_FIELDS, GLOBAL_FIELDS, LAYER_FIELDS, map_hf_name, required_slots
+from verl.models.weights import GLOBAL_FIELDS, LAYER_FIELDS, map_hf_name, required_slots
 
 __all__ = ["LlamaDecoder"]
 
