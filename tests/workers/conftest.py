@@ -1,5 +1,7 @@
 """Tiny models and rollout-shaped batches for the worker tests."""
 
+import os
+
 import pytest
 import torch
 
@@ -40,3 +42,24 @@ def rollout_batch(n: int = 6, prompt_len: int = 10, response_len: int = 7, vocab
 @pytest.fixture
 def make_batch():
     return rollout_batch
+
+
+@pytest.fixture(scope="module")
+def one_rank_world():
+    """RANK/WORLD_SIZE/MASTER_* as a worker group sets them: ``Worker.__init__`` joins a one-rank world."""
+    import torch.distributed as dist
+
+    from verl.single_controller.base.worker import find_free_port
+
+    if dist.is_initialized():
+        pytest.skip("a torch.distributed world is already initialised in this process")
+    saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(find_free_port()))
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

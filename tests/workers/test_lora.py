@@ -12,32 +12,13 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
 
-from verl.single_controller.base.worker import find_free_port
 from verl.workers import fsdp_workers
 from verl.workers.lora import ADAPTER_DIR, is_lora_name
 
 ROLLOUT = {"name": "native", "n": 1, "prompt_length": 10, "response_length": 7, "do_sample": False,
            "log_prob_micro_batch_size_per_gpu": 2, "dtype": "float32"}
 LORA = {"lora_rank": 4, "lora_alpha": 8}
-
-
-@pytest.fixture(scope="module")
-def one_rank_world():
-    """RANK/WORLD_SIZE/MASTER_* as a worker group sets them: ``Worker.__init__`` joins a one-rank world."""
-    if dist.is_initialized():
-        pytest.skip("a torch.distributed world is already initialised in this process")
-    saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(find_free_port()))
-    yield
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def policy(model_dir, lora=LORA, **model):

@@ -15,7 +15,7 @@ REFUSED_TOOLS = {
             "global_profiler.tool=torch (torch.profiler traces, viewable in Perfetto or TensorBoard)",
     "npu": "Ascend NPUs are not supported; use global_profiler.tool=torch",
 }
-TORCH_CONTENTS = ("cpu", "cuda", "memory", "shapes", "stack")
+TORCH_CONTENTS = ("cpu", "cuda", "memory", "shapes", "stack")  # device-ok: verl's profiler content names
 
 
 @dataclass

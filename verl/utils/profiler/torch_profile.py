@@ -34,7 +34,7 @@ def start_profile(rank: int, role: str, tool: str, ranks: list[int], all_ranks: 
 
         accelerator = torch.cuda.is_available()  # device-ok: which activity the profiler can record
         activities = [ProfilerActivity.CPU] if not contents or "cpu" in contents else []
-        if accelerator and (not contents or "cuda" in contents):
+        if accelerator and (not contents or "cuda" in contents):  # device-ok: the "cuda" content name (accelerator activity)
             activities.append(ProfilerActivity.CUDA)
         prof = profile(activities=activities or [ProfilerActivity.CPU], record_shapes="shapes" in contents,
                        profile_memory="memory" in contents, with_stack="stack" in contents)
