@@ -84,8 +84,10 @@ def test_all_unusable_rewards_stop_the_run_showing_a_sample(ppo_fixture, tmp_pat
     assert "all 8 samples of the last batch were unusable (8 errors" in err
     assert "first failing sample 0 (data_source='openai/gsm8k'" in err
     assert "ValueError: cannot parse" in err and 'raise ValueError(f"cannot parse' in err  # exception + traceback
-    assert [r["step"] for r in read_log(out)] == [1], "step 1 was logged (with its counts); step 2 stopped the run"
-    assert read_log(out)[0]["reward/num_errors"] == 8
+    log = read_log(out)
+    assert [r["step"] for r in log] == [1, 2], "step 1 was logged, and the counts of step 2, which stopped the run"
+    assert log[0]["reward/num_errors"] == 8 and log[1]["reward/num_errors"] == 8
+    assert log[1]["reward/frac_unusable"] == 1.0
 
 
 HANG_UPDATE = '''
@@ -142,6 +144,8 @@ WRONG_VALUES = [
     ("actor_rollout_ref.model.attn_implementation=flash_attn_9",
      "actor_rollout_ref.model.attn_implementation='flash_attn_9' is not an attention implementation"),
     ("critic.model.attn_implementation=fast", "critic.model.attn_implementation='fast'"),
+    ("+actor_rollout_ref.model.override_config.attn_implementation=bogus",  # verl's spelling of the same key
+     "actor_rollout_ref.model.override_config.attn_implementation='bogus' is not an attention implementation"),
     ("actor_rollout_ref.actor.strategy=megatron", "actor_rollout_ref.actor.strategy='megatron' must be one of"),
     ("actor_rollout_ref.actor.fsdp_config.fsdp_size=0", "actor_rollout_ref.actor.fsdp_config.fsdp_size=0"),
     ("algorithm.gamma=1.5", "algorithm.gamma=1.5 must be in [0, 1]"),

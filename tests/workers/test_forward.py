@@ -53,3 +53,11 @@ def test_chunked_log_probs_equal_full_log_softmax():
     targets = torch.randint(0, 11, (37,))
     full = torch.log_softmax(logits, -1).gather(-1, targets[:, None]).squeeze(-1)
     torch.testing.assert_close(log_probs_from_logits(logits, targets, chunk_size=8), full)
+
+
+def test_override_config_attn_implementation_is_the_attention_implementation(tiny_model_dir):
+    # verl reads the attention implementation from model.override_config.attn_implementation
+    model = load_hf_model(str(tiny_model_dir), attn_implementation="sdpa",
+                          override_config={"attn_implementation": "eager", "attention_dropout": 0.0})
+    assert model.config._attn_implementation == "eager"
+    assert model.config.attention_dropout == 0.0

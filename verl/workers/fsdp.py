@@ -76,7 +76,10 @@ def load_hf_model(
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     if kind == "value":  # the token-classification head's dropout would make value targets noisy (0.1 by default)
         config.classifier_dropout = 0.0
-    for key, value in (override_config or {}).items():
+    override_config = dict(override_config or {})
+    # verl takes the attention implementation from ``model.override_config.attn_implementation``: it wins
+    attn_implementation = override_config.pop("attn_implementation", attn_implementation)
+    for key, value in override_config.items():
         setattr(config, key, value)
     if kind == "causal_lm":
         auto_cls = transformers.AutoModelForCausalLM

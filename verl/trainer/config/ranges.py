@@ -181,12 +181,13 @@ FREE_KEYS = (
 def check_value_ranges(config: Any) -> None:
     """Raise :class:`ConfigError` naming the first key whose value is outside its range (see :data:`RULES`)."""
     for key, value, _ in iter_fields(config):
-        rule = rule_for(key)
-        if rule is None:
-            continue
-        _, test, must = rule
-        if not test(value):
-            raise ConfigError(f"{key}={value!r} {must}")
+        # a free-form mapping (``override_config``) is checked one level down: verl spells the attention
+        # implementation ``model.override_config.attn_implementation``
+        entries = [(f"{key}.{k}", v) for k, v in value.items()] if isinstance(value, dict) else [(key, value)]
+        for entry_key, entry in entries:
+            rule = rule_for(entry_key)
+            if rule is not None and not rule[1](entry):
+                raise ConfigError(f"{entry_key}={entry!r} {rule[2]}")
     policy_loss = config.actor_rollout_ref.actor.policy_loss
     if policy_loss.clip_cov_lb >= policy_loss.clip_cov_ub:
         raise ConfigError(f"actor_rollout_ref.actor.policy_loss.clip_cov_lb={policy_loss.clip_cov_lb} must be below "
