@@ -483,6 +483,7 @@ class RayPPOTrainer:
 
     def fit(self) -> dict[str, float]:
         """Train until ``total_training_steps``; returns the last step's metrics (with validation)."""
+        from verl.reward.faults import RewardFaultError
         from verl.utils.tracking import Tracking
 
         tr = self.config.trainer
@@ -504,7 +505,13 @@ class RayPPOTrainer:
         while self.global_steps < self.total_training_steps:
             self.global_steps += 1
             profiler.start(self.global_steps)
-            last = self.train_step(self._next_batch())
+            try:
+                last = self.train_step(self._next_batch())
+            except RewardFaultError:  # the stopping step's fault counts still reach every logger
+                self.logger.log({**self._reward_faults.metrics(), "training/global_step": self.global_steps},
+                                step=self.global_steps)
+                self.logger.finish()
+                raise
             profiler.stop(self.global_steps)
             is_last = self.global_steps == self.total_training_steps
             if tr.test_freq > 0 and (self.global_steps % tr.test_freq == 0 or is_last):
