@@ -141,3 +141,58 @@ def test_megatron_offload_keys_offload():
     fsdp = with_megatron_offload(actor.fsdp_config, actor.megatron)
     assert fsdp.param_offload and fsdp.optimizer_offload
     assert not actor.fsdp_config.param_offload  # the config itself is not rewritten
+
+
+def _critic_run(rank: int, world: int, tp: int, port: int, model_dir: str, data, out: str, ckpt: str) -> None:
+    """One rank of a critic worker group (no Ray): values, one update, and (with TP) a checkpoint round trip."""
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from verl.workers.critic import CriticWorker
+    from verl.workers.fsdp import full_state_dict_iter
+
+    # Adam with a large eps steps linearly in the gradient: float noise in the key bias's (mathematically zero)
+    # gradient cannot become a full-size step of either sign
+    cfg = {"ppo_mini_batch_size": 4, "ppo_micro_batch_size_per_gpu": 2, "optim": {"lr": 0.5, "eps": 1.0},
+           "megatron": {"tensor_model_parallel_size": tp}}
+    worker = CriticWorker(cfg, rollout_n=1, total_training_steps=4, model_path=model_dir)
+    dp_rank, is_collect = worker._dispatch_info["critic"]
+    assert (dp_rank, is_collect) == (rank // tp, rank % tp == 0)
+    try:
+        worker.init_model()
+        data = data.chunk(world // tp)[dp_rank]
+        data.batch["values"] = worker.compute_values(data).batch["values"]
+        data.batch["returns"] = torch.ones_like(data.batch["values"]) * data.batch["response_mask"]
+        metrics = worker.update_critic(data).meta_info["metrics"]
+        weights = {name: t.clone() for name, t in full_state_dict_iter(worker.module)}
+        if tp > 1:  # sharded checkpoint of 2-D DTensors: save, train on, restore
+            worker.save_checkpoint(ckpt)
+            worker.update_critic(data)
+            worker.load_checkpoint(ckpt)
+            for name, t in full_state_dict_iter(worker.module):
+                assert torch.equal(t, weights[name]), f"{name} not restored"
+        if is_collect:
+            torch.save({"values": data.batch["values"], "metrics": metrics, "weights": weights}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_critic_tp2_equals_one_rank(tiny_model_dir, make_batch, tmp_path):
+    """The critic with TP=2 (one group of 2 ranks): one rank's values, loss, gradient norm and weights after an
+    update; its sharded checkpoint restores the weights exactly."""
+    data = make_batch(n=4, seed=4)
+    results = []
+    for world, tp in ((1, 1), (2, 2)):
+        out = str(tmp_path / f"critic{tp}.pt")
+        mp.start_processes(_critic_run, args=(world, tp, _port(), tiny_model_dir, data, out, str(tmp_path / "ckpt")),
+                           nprocs=world, start_method="fork")
+        results.append(torch.load(out, weights_only=False))
+    one, tp = results
+    torch.testing.assert_close(tp["values"], one["values"], atol=1e-5, rtol=0)
+    before = load_hf_model(tiny_model_dir, kind="value").state_dict()
+    for name, w in one["weights"].items():
+        torch.testing.assert_close(tp["weights"][name], w, atol=1e-5, rtol=1e-5, msg=f"{name} differs")
+        assert not torch.equal(w, before[name]), f"{name} did not change"
+    for key in ("critic/vf_loss", "critic/grad_norm"):
+        assert tp["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-5)
