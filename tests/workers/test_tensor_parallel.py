@@ -155,7 +155,8 @@ def _critic_run(rank: int, world: int, tp: int, port: int, model_dir: str, data,
     # Adam with a large eps steps linearly in the gradient: float noise in the key bias's (mathematically zero)
     # gradient cannot become a full-size step of either sign
     cfg = {"ppo_mini_batch_size": 4, "ppo_micro_batch_size_per_gpu": 2, "optim": {"lr": 0.5, "eps": 1.0},
-           "megatron": {"tensor_model_parallel_size": tp}}
+           "megatron": {"tensor_model_parallel_size": tp},
+           "checkpoint": {"save_contents": ["model", "optimizer", "extra", "hf_model"]}}
     worker = CriticWorker(cfg, rollout_n=1, total_training_steps=4, model_path=model_dir)
     dp_rank, is_collect = worker._dispatch_info["critic"]
     assert (dp_rank, is_collect) == (rank // tp, rank % tp == 0)
@@ -172,6 +173,10 @@ def _critic_run(rank: int, world: int, tp: int, port: int, model_dir: str, data,
             worker.load_checkpoint(ckpt)
             for name, t in full_state_dict_iter(worker.module):
                 assert torch.equal(t, weights[name]), f"{name} not restored"
+            from safetensors.torch import load_file
+
+            exported = load_file(os.path.join(ckpt, "huggingface", "model.safetensors"))  # full tensors, gathered
+            assert exported.keys() == weights.keys() and all(torch.equal(exported[k], weights[k]) for k in weights)
         if is_collect:
             torch.save({"values": data.batch["values"], "metrics": metrics, "weights": weights}, out)
     finally:
@@ -180,7 +185,7 @@ def _critic_run(rank: int, world: int, tp: int, port: int, model_dir: str, data,
 
 def test_critic_tp2_equals_one_rank(tiny_model_dir, make_batch, tmp_path):
     """The critic with TP=2 (one group of 2 ranks): one rank's values, loss, gradient norm and weights after an
-    update; its sharded checkpoint restores the weights exactly."""
+    update; its sharded checkpoint restores the weights exactly and its hf_model export holds the full weights."""
     data = make_batch(n=4, seed=4)
     results = []
     for world, tp in ((1, 1), (2, 2)):
