@@ -1,6 +1,7 @@
 """Loading a model over 2 ranks: each rank builds it on the meta device and reads only its own shards from the
 safetensors file, so the host holds about one model's weights in all, not one per rank (nor a full copy on rank 0
-while it sends); the shards equal a plain load."""
+while it sends); the shards equal a plain load. A checkpoint without safetensors files falls back to rank 0 reading
+it and sending the shards."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _release_freed_heap() -> None:
         libc.malloc_trim(0)
 
 
-def _load(rank: int, port: int, model_dir: str, out: str) -> None:
+def _load(rank: int, port: int, model_dir: str, bin_dir: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     from verl.workers import fsdp
@@ -79,9 +80,16 @@ def _load(rank: int, port: int, model_dir: str, out: str) -> None:
         # a value model: its fresh head is drawn in full from fsdp_config.seed on each rank and sliced
         value = dict(full_state_dict_iter(build_sharded_model(cfg, "value", FSDPConfig(), 2, torch.device("cpu"),
                                                               train=False)))
+        # no safetensors file (pytorch_model.bin): rank 0 reads it and sends the shards
+        loads.clear()
+        bin_model = build_sharded_model(type("M", (), {"path": bin_dir})(), "causal_lm", FSDPConfig(), 2,
+                                        torch.device("cpu"), train=True)
+        assert loads == [rank != 0], loads
+        from_bin = dict(full_state_dict_iter(bin_model))
+        bin_buffers = {name: b.clone() for name, b in bin_model.named_buffers()}
         if rank == 0:
             torch.save({"growth": [g.tolist() for g in grown], "weights": weights, "buffers": buffers,
-                        "value": value}, out)
+                        "value": value, "bin": from_bin, "bin_buffers": bin_buffers}, out)
     finally:
         dist.destroy_process_group()
 
@@ -96,14 +104,33 @@ def model_80mb(tmp_path_factory):
                             torch_dtype="bfloat16")
 
 
-def test_two_ranks_hold_about_one_model_while_loading(model_80mb, tmp_path):
+@pytest.fixture(scope="module")
+def bin_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with its weights in ``pytorch_model.bin`` instead of safetensors."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    path = tmp_path_factory.mktemp("bin") / "model"
+    shutil.copytree(tiny_model_dir, path)
+    torch.save(load_file(path / "model.safetensors"), path / "pytorch_model.bin")
+    (path / "model.safetensors").unlink()
+    return str(path)
+
+
+def test_two_ranks_hold_about_one_model_while_loading(model_80mb, bin_model_dir, tmp_path):
     import transformers  # noqa: F401  (imported before the fork, so no rank's growth is module code)
 
     reference = load_hf_model(model_80mb)
     model_bytes = sum(p.numel() * p.element_size() for p in reference.parameters())
     out = str(tmp_path / "out.pt")
-    mp.start_processes(_load, args=(_port(), model_80mb, out), nprocs=2, start_method="fork")
+    mp.start_processes(_load, args=(_port(), model_80mb, bin_model_dir, out), nprocs=2, start_method="fork")
     result = torch.load(out, weights_only=False)
+    bin_reference = load_hf_model(bin_model_dir)
+    for name, tensor in bin_reference.state_dict().items():
+        torch.testing.assert_close(result["bin"][name], tensor, rtol=0, atol=0, msg=name)
+    for name, buffer in bin_reference.named_buffers():
+        torch.testing.assert_close(result["bin_buffers"][name], buffer, rtol=0, atol=0, msg=name)
     for name, tensor in reference.state_dict().items():
         torch.testing.assert_close(result["weights"][name], tensor, rtol=0, atol=0, msg=name)
     for name, buffer in reference.named_buffers():
