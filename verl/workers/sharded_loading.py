@@ -108,8 +108,11 @@ def load_local_shards(model: nn.Module, index: dict[str, str], seed: int) -> lis
     from safetensors import safe_open
 
     prefix = getattr(model, "base_model_prefix", "")
-    params = dict(model.named_parameters())  # tied weights appear once
+    params = dict(model.named_parameters())  # tied weights appear once (unless a meta build untied them)
     found = {name: _checkpoint_name(name, index, prefix) for name in params}
+    for output, source in _tied_embeddings(model).items():  # a tied output head is saved as the input embedding
+        if found.get(output) is None and output in params:
+            found[output] = _checkpoint_name(source, index, prefix)
     by_file: dict[str, list[str]] = {}
     for name, key in found.items():
         if key is not None:
@@ -123,6 +126,11 @@ def load_local_shards(model: nn.Module, index: dict[str, str], seed: int) -> lis
                 local.copy_(block)
                 del block
     missing = sorted(name for name, key in found.items() if key is None)
+    body = [name for name in missing if prefix and name.startswith(prefix + ".")]
+    if body:  # only a fresh head may be missing; a body weight missing means the names do not map 1:1
+        raise ValueError(f"the checkpoint ({sorted(set(index.values()))[0]}...) has no tensor for {body[:3]} "
+                         f"({len(body)} weights of the model body): its tensor names differ from "
+                         f"{type(model).__name__}'s; save it with transformers' save_pretrained")
     std = getattr(model.config, "initializer_range", 0.02)
     for name, full in deterministic_init({n: params[n].shape for n in missing}, seed, std):
         param = params[name]
@@ -130,6 +138,15 @@ def load_local_shards(model: nn.Module, index: dict[str, str], seed: int) -> lis
         local.copy_(full[local_block(param)])
     _recompute_buffers(model)
     return missing
+
+
+def _tied_embeddings(model: nn.Module) -> dict[str, str]:
+    """``{output head weight: input embedding weight}`` when the config ties them, else empty."""
+    if not getattr(model.config, "tie_word_embeddings", False) or not hasattr(model, "get_output_embeddings"):
+        return {}
+    heads = (model.get_output_embeddings(), model.get_input_embeddings())
+    names = [next((f"{n}.weight" for n, m in model.named_modules() if m is head), None) for head in heads]
+    return {names[0]: names[1]} if None not in names else {}
 
 
 def _recompute_buffers(model: nn.Module) -> None:
