@@ -1,7 +1,10 @@
 """The one place that loads, wraps and checkpoints models: FSDP2, mixed precision, offload, optimizers.
 
 Models are plain transformers modules; this module applies ``fully_shard`` to each decoder layer and then
-to the root (so tied embeddings stay in one group), over a device mesh of the worker group's ranks.
+to the root (so tied embeddings stay in one group), over a device mesh of the worker group's ranks (with tensor
+parallelism, over the data-parallel dimension of a ``(fsdp, tp)`` mesh after the layers are split, see
+:mod:`verl.workers.parallel.tensor_parallel`). Each rank reads only its own shards of the checkpoint
+(:mod:`verl.workers.sharded_loading`).
 Checkpoints use torch.distributed.checkpoint (one shard file per rank, readable without a process group).
 """
 
