@@ -105,6 +105,7 @@ def test_tp2_fsdp2_step_equals_fsdp4_step(tiny_model_dir, make_batch, tmp_path):
     ([f"{TP_KEY}=4"], f"{TP_KEY}=4 must divide the model's 4 attention heads and 2 key/value heads"),
     ([f"{TP_KEY}=3"], f"{TP_KEY}=3 must divide the 4 ranks"),
     ([f"{TP_KEY}=2", "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2"], "is not available; use one"),
+    ([f"{TP_KEY}=2", "actor_rollout_ref.actor.fsdp_config.fsdp_size=1"], "(hybrid sharding) is not available"),
     ([f"{TP_KEY}=2", "actor_rollout_ref.ref.megatron.tensor_model_parallel_size=1"],
      "actor_rollout_ref.ref.megatron.tensor_model_parallel_size=1 disagrees"),
     (["actor_rollout_ref.actor.megatron.pipeline_model_parallel_size=2"],

@@ -190,6 +190,11 @@ def _check_tensor_parallel(config: PPOConfig, ranks: int, check_environment: boo
                               f"{sec.ulysses_sequence_parallel_size} is not available; use one of the two")
         if name.startswith("actor") and arr.model.lora_rank > 0:
             raise ConfigError(f"{key}={tp} with LoRA (actor_rollout_ref.model.lora_rank > 0) is not available")
+        fsdp_key = f"{name}.fsdp_config" if name.startswith("actor") else "critic.model.fsdp_config"
+        fsdp_size = (sec.fsdp_config if name.startswith("actor") else model.fsdp_config).fsdp_size
+        if 0 < fsdp_size < ranks // tp:
+            raise ConfigError(f"{key}={tp} with {fsdp_key}.fsdp_size={fsdp_size} (hybrid sharding) is not available; "
+                              "leave fsdp_size=-1")
         path = (model.path or arr.model.path) if check_environment else None
         config_file = os.path.join(path, "config.json") if path else ""
         if os.path.isfile(config_file):
