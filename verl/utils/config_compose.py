@@ -26,7 +26,8 @@ __all__ = ["VERL_CONFIG_NAMES", "check_group_option", "compose"]
 VERL_CONFIG_NAMES = ("ppo_trainer", "sft_trainer", "sft_trainer_engine", "generation", "evaluation")
 _MEGATRON = ("Megatron-LM engines are not supported here: this library trains with PyTorch FSDP2; use verl's FSDP "
              "config instead (--config-name ppo_trainer, or drop --config-name) and FSDP keys "
-             "(actor_rollout_ref.actor.fsdp_config.*)")
+             "(actor_rollout_ref.actor.fsdp_config.*); verl's *.megatron.* keys are keys of that config "
+             "(megatron.tensor_model_parallel_size runs torch-native tensor parallelism x FSDP2)")
 REFUSED_CONFIGS = {"ppo_megatron_trainer": _MEGATRON, "sft_trainer_megatron": _MEGATRON}
 #: verl's group options that are this library's built-in defaults (FSDP workers), by group name.
 FSDP_OPTIONS = {

@@ -8,7 +8,10 @@ it is split.
 With Ulysses sequence parallelism (``sp``, :mod:`verl.workers.parallel.ulysses`) the ``sp`` ranks of a group hold
 the same batch and each runs its slice of every packed row; counts summed over all ranks are divided by ``sp``,
 and the loss is still multiplied by the number of FSDP ranks (all of them): each rank back-propagates only its
-own positions, so the group's gradients add up to the micro-batch's.
+own positions, so the group's gradients add up to the micro-batch's. With tensor parallelism
+(:mod:`verl.workers.parallel.tensor_parallel`) the ``tp`` ranks of a group also hold the same batch (counts are
+divided by ``tp``), but each computes the whole loss and fills its own weight shards: FSDP averages over the
+``world / tp`` data-parallel ranks only, and the loss is multiplied by that.
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ def micro_batch_on_device(mb: DataProto, packed: bool, device: torch.device, key
 
 
 def global_counts(micro_batches: list[DataProto], device: torch.device,
-                  sp_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                  group_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Valid tokens and sequences of a whole mini-batch, summed over its micro-batches and the data-parallel ranks
-    (all ranks, divided by ``sp_size``: the ranks of a sequence-parallel group hold the same batch)."""
+    (all ranks, divided by ``group_size``: the ranks of a sequence- or tensor-parallel group hold the same batch)."""
     counts = torch.zeros(2, dtype=torch.float32)
     for mb in micro_batches:  # on the host, where the batch is: one small copy to the device below
         tokens, seqs = agg_loss_counts(mb.batch["response_mask"].cpu())
@@ -63,18 +66,18 @@ def global_counts(micro_batches: list[DataProto], device: torch.device,
     counts = counts.to(device)
     if dist.is_initialized():
         dist.all_reduce(counts)
-    counts = counts / sp_size
+    counts = counts / group_size
     return counts[0], counts[1]
 
 
-def all_reduce_sum(values: dict[str, torch.Tensor], sp_size: int = 1) -> dict[str, torch.Tensor]:
-    """Sum scalar tensors over the data-parallel ranks in one collective (``sp_size`` as in :func:`global_counts`)."""
+def all_reduce_sum(values: dict[str, torch.Tensor], group_size: int = 1) -> dict[str, torch.Tensor]:
+    """Sum scalar tensors over the data-parallel ranks in one collective (``group_size`` as in :func:`global_counts`)."""
     if not values:
         return {}
     stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values.values()])
     if dist.is_initialized():
         dist.all_reduce(stacked)
-    return dict(zip(values, stacked / sp_size))
+    return dict(zip(values, stacked / group_size))
 
 
 def mean_metrics(metrics: dict[str, list[torch.Tensor | float]]) -> dict[str, float]:
@@ -86,15 +89,16 @@ class PPOActor:
     """Log-probs and PPO updates of a (sharded) causal LM on this rank's slice of the batch."""
 
     def __init__(self, model: nn.Module, config: ActorConfig, optimizer: torch.optim.Optimizer | None = None,
-                 lr_scheduler=None, packed: bool = True, dp_size: int = 1, sp: UlyssesGroup | None = None):
+                 lr_scheduler=None, packed: bool = True, dp_size: int = 1, sp: UlyssesGroup | None = None,
+                 tp_size: int = 1):
         self.model = model
         self.config = config
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.packed = packed
-        self.dp_size = dp_size  # FSDP's averaging factor: every rank of the worker group
+        self.dp_size = dp_size  # FSDP's averaging factor: every rank (Ulysses), or world / tp_size (tensor parallel)
         self.sp = sp if sp is not None and sp.size > 1 else None
-        self.sp_size = sp.size if self.sp is not None else 1
+        self.group_size = (sp.size if self.sp is not None else 1) * tp_size  # ranks holding the same batch
         self.policy_loss_fn = get_policy_loss_fn(config.policy_loss.loss_mode)
         if self.sp is not None and not packed:
             raise ValueError("ulysses_sequence_parallel_size > 1 needs packed forwards: set model.use_remove_padding=true")
@@ -160,7 +164,7 @@ class PPOActor:
     def _update_mini_batch(self, mini: DataProto, plan: BatchPlan, temperature: float, metrics: dict) -> None:
         cfg = self.config
         micro_batches, _ = split_micro_batches(mini, plan)
-        num_tokens, num_seqs = global_counts(micro_batches, self.device, self.sp_size)
+        num_tokens, num_seqs = global_counts(micro_batches, self.device, self.group_size)
         self.optimizer.zero_grad(set_to_none=True)
         loss_terms: dict[str, torch.Tensor] = {}
         for mb in micro_batches:
@@ -170,7 +174,7 @@ class PPOActor:
                 loss_terms[k] = loss_terms.get(k, 0.0) + v
             for k, v in ratios.items():
                 metrics.setdefault(k, []).append(v)
-        for k, v in all_reduce_sum(loss_terms, self.sp_size).items():  # the mini-batch's loss terms, equal on every rank
+        for k, v in all_reduce_sum(loss_terms, self.group_size).items():  # the mini-batch's loss terms, equal on every rank
             metrics.setdefault(k, []).append(v)
         grad_norm = clip_grad_norm(self.model, cfg.grad_clip)
         if torch.isfinite(grad_norm):

@@ -17,6 +17,7 @@ from verl.workers.config_sections import (
     AgentLoopConfig,
     CheckpointEngineConfig,
     FusedKernelOptions,
+    MegatronConfig,
     MtpConfig,
     PrometheusConfig,
     RewardRolloutConfig,
@@ -332,6 +333,9 @@ class ActorConfig:
     """Sharding and offload."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoint contents."""
+    megatron: MegatronConfig = field(default_factory=MegatronConfig)
+    """verl's Megatron keys: ``tensor_model_parallel_size`` runs tensor parallelism x FSDP2 here (torch-native,
+    not Megatron-LM); see :class:`~verl.workers.config_sections.MegatronConfig`."""
 
 
 @dataclass
@@ -365,6 +369,8 @@ class RefConfig:
     """As the actor's (always chunked here)."""
     entropy_checkpointing: bool = False
     """As the actor's (always recomputed here)."""
+    megatron: MegatronConfig = field(default_factory=MegatronConfig)
+    """verl's Megatron keys of the reference (its ``tensor_model_parallel_size`` follows the actor's)."""
 
 
 @dataclass
@@ -515,6 +521,8 @@ class CriticConfig:
     """Profiling of this role."""
     ulysses_sequence_parallel_size: int = 1
     """Ulysses sequence-parallel degree of the critic (as the actor's; needs ``critic.model.use_remove_padding``)."""
+    megatron: MegatronConfig = field(default_factory=MegatronConfig)
+    """verl's Megatron keys of the critic (``tensor_model_parallel_size``: tensor parallelism x FSDP2 here)."""
 
 
 @dataclass

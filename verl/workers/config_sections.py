@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AgentLoopConfig", "CheckpointEngineConfig", "CustomAsyncServerConfig", "FusedKernelOptions", "MtpConfig",
+__all__ = ["AgentLoopConfig", "CheckpointEngineConfig", "CustomAsyncServerConfig", "FusedKernelOptions", "MegatronConfig",
+           "MtpConfig",
            "PrometheusConfig", "RewardRolloutConfig", "RouterReplayConfig", "SandboxFusionConfig", "TiledMLPConfig",
-           "TraceConfig", "WrapPolicyConfig"]
+           "TraceConfig", "WrapPolicyConfig", "with_megatron_offload"]
 
 
 @dataclass
@@ -201,3 +202,74 @@ class RewardRolloutConfig:
     """Longest prompt."""
     response_length: int = 2048
     """Longest response."""
+
+
+@dataclass
+class MegatronConfig:
+    """verl's Megatron engine section (``actor_rollout_ref.actor.megatron``, ``ref.megatron``, ``critic.megatron``).
+
+    This library does not run Megatron-LM. What these keys ask for that torch-native parallelism provides runs
+    here: ``tensor_model_parallel_size`` splits the decoder layers over tensor-parallel groups (PyTorch DTensor,
+    Megatron's column/row layout) under FSDP2 over the data-parallel ranks
+    (:mod:`verl.workers.parallel.tensor_parallel`), and the offload keys offload as ``fsdp_config``'s do. Pipeline,
+    expert and context parallelism are refused before anything starts (:mod:`verl.trainer.config.compat`).
+    """
+
+    tensor_model_parallel_size: int = 1
+    """Tensor-parallel degree of training: attention heads, key/value heads and MLP columns split over this many
+    consecutive ranks (heads and key/value heads must divide by it); data-parallel size = world / it."""
+    pipeline_model_parallel_size: int = 1
+    """Pipeline stages (not available: only 1)."""
+    virtual_pipeline_model_parallel_size: int | None = None
+    """Interleaved pipeline stages (not available: only null)."""
+    expert_model_parallel_size: int = 1
+    """Expert parallelism of MoE layers (not available: only 1)."""
+    expert_tensor_parallel_size: int | None = None
+    """Tensor parallelism inside experts (not available: only null, or 1)."""
+    context_parallel_size: int = 1
+    """Megatron's context parallelism (not available: only 1; Ulysses is ``ulysses_sequence_parallel_size``)."""
+    sequence_parallel: bool = True
+    """Megatron's sequence parallelism shards the norm/dropout activations outside the tensor-parallel layers over
+    the TP group; here they stay replicated (more activation memory, same results), so both values behave alike."""
+    use_distributed_optimizer: bool = True
+    """Megatron's ZeRO-1 optimizer sharding; FSDP2 here always shards optimizer state, so both values behave alike."""
+    param_offload: bool = False
+    """Offload parameters between phases: the same as ``fsdp_config.param_offload`` (either one turns it on)."""
+    grad_offload: bool = False
+    """Gradients are freed after each optimizer step here, so there is nothing to offload: both values behave
+    alike."""
+    optimizer_offload: bool = False
+    """Offload optimizer state between updates: the same as ``fsdp_config.optimizer_offload`` (either one)."""
+    use_dist_checkpointing: bool = False
+    """Megatron's distributed checkpoint format (not available: checkpoints are torch.distributed.checkpoint)."""
+    dist_checkpointing_path: str | None = None
+    """Read only with ``use_dist_checkpointing``."""
+    dist_checkpointing_prefix: str = ""
+    """Read only with ``use_dist_checkpointing``."""
+    seed: int = 42
+    """Megatron's initialisation seed; weights come from the checkpoint here and ``fsdp_config.seed`` seeds any it
+    lacks, so this one changes nothing."""
+    override_ddp_config: dict[str, Any] = field(default_factory=dict)
+    """Megatron DDP overrides (no counterpart; FSDP2 options are ``fsdp_config.*``)."""
+    override_transformer_config: dict[str, Any] = field(default_factory=dict)
+    """Megatron TransformerConfig overrides (recompute, attention backend; no counterpart: activation recompute is
+    ``model.enable_gradient_checkpointing``)."""
+    override_mcore_model_config: dict[str, Any] = field(default_factory=dict)
+    """Megatron model-config overrides (no counterpart; model overrides are ``model.override_config``)."""
+    use_mbridge: bool = False
+    """Convert HF weights with mbridge; the model is read from the HF checkpoint directly here either way."""
+    vanilla_mbridge: bool = True
+    """As ``use_mbridge``."""
+    forward_only: bool = False
+    """The engine only runs forwards; the reference never trains and the actor/critic always do, either way."""
+    dtype: str = "bfloat16"
+    """verl's engine compute dtype; here ``fsdp_config.mixed_precision.param_dtype`` sets it (only ``bfloat16``)."""
+
+
+def with_megatron_offload(fsdp_config: Any, megatron: MegatronConfig) -> Any:
+    """``fsdp_config`` with ``megatron.param_offload`` / ``optimizer_offload`` folded in (either one turns offload
+    on); a new object, the config is not modified."""
+    import dataclasses
+
+    return dataclasses.replace(fsdp_config, param_offload=fsdp_config.param_offload or megatron.param_offload,
+                               optimizer_offload=fsdp_config.optimizer_offload or megatron.optimizer_offload)

@@ -18,6 +18,7 @@ from verl.workers.actor import all_reduce_sum, global_counts, mean_metrics, micr
 from verl.workers.attention import use_packed_attention
 from verl.workers.batching import BatchPlan, split_micro_batches
 from verl.workers.config import CriticConfig
+from verl.workers.config_sections import with_megatron_offload
 from verl.workers.forward import MODEL_INPUTS, response_values
 from verl.workers.fsdp import (
     build_lr_scheduler,
@@ -39,12 +40,12 @@ class ValueCritic:
     """Values and clipped-value-loss updates of a (sharded) value model on this rank's slice."""
 
     def __init__(self, model: nn.Module, config: CriticConfig, optimizer, lr_scheduler, packed: bool, dp_size: int,
-                 sp: UlyssesGroup | None = None):
+                 sp: UlyssesGroup | None = None, tp_size: int = 1):
         self.model, self.config = model, config
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
-        self.packed, self.dp_size = packed, dp_size  # dp_size: FSDP's averaging factor (every rank)
+        self.packed, self.dp_size = packed, dp_size  # dp_size: FSDP's averaging factor (as PPOActor's)
         self.sp = sp if sp is not None and sp.size > 1 else None
-        self.sp_size = sp.size if self.sp is not None else 1
+        self.group_size = (sp.size if self.sp is not None else 1) * tp_size  # ranks holding the same batch
         if self.sp is not None and not packed:
             raise ValueError("critic.ulysses_sequence_parallel_size > 1 needs critic.model.use_remove_padding=true")
         if packed:
@@ -79,7 +80,7 @@ class ValueCritic:
             epoch_data = data[torch.randperm(len(data), generator=generator)] if cfg.shuffle else data
             for mini in epoch_data.split(plan.mini_batch_size):
                 micro_batches, _ = split_micro_batches(mini, plan)
-                num_tokens, num_seqs = global_counts(micro_batches, self.device, self.sp_size)
+                num_tokens, num_seqs = global_counts(micro_batches, self.device, self.group_size)
                 self.optimizer.zero_grad(set_to_none=True)
                 vf_loss_sum = torch.zeros((), device=self.device)
                 for mb in micro_batches:
@@ -98,7 +99,7 @@ class ValueCritic:
                 if torch.isfinite(grad_norm):
                     self.optimizer.step()
                 self.lr_scheduler.step()
-                metrics.setdefault("critic/vf_loss", []).append(all_reduce_sum({"l": vf_loss_sum}, self.sp_size)["l"])
+                metrics.setdefault("critic/vf_loss", []).append(all_reduce_sum({"l": vf_loss_sum}, self.group_size)["l"])
                 metrics.setdefault("critic/grad_norm", []).append(grad_norm.detach())
                 metrics.setdefault("critic/lr", []).append(self.lr_scheduler.get_last_lr()[0])
         return mean_metrics(metrics)
@@ -124,9 +125,11 @@ class CriticWorker(Worker):
         self.model_path = self.config.model.path or model_path
         if not self.model_path:
             raise ValueError("set critic.model.path (the value model's directory)")
-        # the ranks of a sequence-parallel group get the same data; the first one returns the group's results
-        sp = self.config.ulysses_sequence_parallel_size
-        self._register_dispatch_collect_info("critic", self.rank // sp, self.rank % sp == 0)
+        # the ranks of a sequence- or tensor-parallel group get the same data; the first one returns the group's results
+        self.tp_size = self.config.megatron.tensor_model_parallel_size
+        group = self.config.ulysses_sequence_parallel_size * self.tp_size
+        self._register_dispatch_collect_info("critic", self.rank // group, self.rank % group == 0)
+        self._fsdp = with_megatron_offload(self.config.model.fsdp_config, self.config.megatron)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def init_model(self) -> None:
@@ -136,17 +139,18 @@ class CriticWorker(Worker):
         self.tokenizer = load_tokenizer(cfg.model.tokenizer_path or self.model_path, cfg.model.trust_remote_code)
         key = "critic.ulysses_sequence_parallel_size"
         self.sp = make_ulysses_group(cfg.ulysses_sequence_parallel_size, key)
-        self.module = build_sharded_model(cfg.model, "value", cfg.model.fsdp_config, self.world_size, self.device,
-                                          train=True, path=self.model_path)
+        self.module = build_sharded_model(cfg.model, "value", self._fsdp, self.world_size, self.device, train=True,
+                                          path=self.model_path, tp_size=self.tp_size,
+                                          tp_key="critic.megatron.tensor_model_parallel_size")
         check_heads(self.module.config, self.sp.size, key)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.optim, self.total_training_steps)
         self.critic = ValueCritic(self.module, cfg, self.optimizer, self.lr_scheduler, cfg.model.use_remove_padding,
-                                  self.world_size, self.sp)
+                                  self.world_size // self.tp_size, self.sp, self.tp_size)
         self._offload(True)
 
     def _offload(self, to_cpu: bool) -> None:
-        fsdp = self.config.model.fsdp_config
+        fsdp = self._fsdp
         if fsdp.param_offload:
             offload_model(self.module, to_cpu, self.device)
         if fsdp.optimizer_offload:
@@ -165,7 +169,8 @@ class CriticWorker(Worker):
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn("critic"))
     def update_critic(self, data: DataProto) -> DataProto:
         cfg = self.config
-        plan = BatchPlan.for_update("critic", cfg.ppo_mini_batch_size, self.rollout_n, self.world_size // self.sp.size,
+        plan = BatchPlan.for_update("critic", cfg.ppo_mini_batch_size, self.rollout_n,
+                                    self.world_size // (self.sp.size * self.tp_size),
                                     cfg.ppo_micro_batch_size_per_gpu, cfg.use_dynamic_bsz,
                                     cfg.ppo_max_token_len_per_gpu * self.sp.size)
         self._offload(False)

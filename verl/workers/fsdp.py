@@ -1,7 +1,10 @@
 """The one place that loads, wraps and checkpoints models: FSDP2, mixed precision, offload, optimizers.
 
 Models are plain transformers modules; this module applies ``fully_shard`` to each decoder layer and then
-to the root (so tied embeddings stay in one group), over a device mesh of the worker group's ranks.
+to the root (so tied embeddings stay in one group), over a device mesh of the worker group's ranks (with tensor
+parallelism, over the data-parallel dimension of a ``(fsdp, tp)`` mesh after the layers are split, see
+:mod:`verl.workers.parallel.tensor_parallel`). Each rank reads only its own shards of the checkpoint
+(:mod:`verl.workers.sharded_loading`).
 Checkpoints use torch.distributed.checkpoint (one shard file per rank, readable without a process group).
 """
 
@@ -108,15 +111,12 @@ def load_hf_model(
 def _init_missing_deterministically(model: nn.Module, names: list[str], seed: int = 0) -> None:
     """Initialise weights the checkpoint lacks (a fresh value head) from a fixed seed, so every rank and every
     process layout starts from the same model (transformers would use each process's own RNG state)."""
-    generator = torch.Generator().manual_seed(seed)
+    from verl.workers.sharded_loading import deterministic_init
+
     std = getattr(model.config, "initializer_range", 0.02)
     with torch.no_grad():
-        for name in sorted(names):
-            param = model.get_parameter(name)
-            if name.endswith("bias"):
-                param.zero_()
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float32) * std)
+        for name, value in deterministic_init({n: model.get_parameter(n).shape for n in names}, seed, std):
+            model.get_parameter(name).copy_(value)
 
 
 def _transformers_takes_dtype() -> bool:
@@ -129,11 +129,20 @@ def _transformers_takes_dtype() -> bool:
 # ------------------------------------------------------------------------------------------------ FSDP2
 
 
-def build_mesh(world_size: int, fsdp_size: int):
-    """A 1-D mesh (pure sharding) or, with ``0 < fsdp_size < world_size``, a 2-D (replicate, shard) mesh (HSDP)."""
+def build_mesh(world_size: int, fsdp_size: int, tp_size: int = 1):
+    """A 1-D mesh (pure sharding) or, with ``0 < fsdp_size < world_size``, a 2-D (replicate, shard) mesh (HSDP);
+    with ``tp_size > 1`` a 2-D ``(fsdp, tp)`` mesh whose ``tp`` groups are consecutive ranks
+    (:mod:`verl.workers.parallel.tensor_parallel`)."""
     from torch.distributed.device_mesh import init_device_mesh
 
     device = get_device_name()
+    if tp_size > 1:
+        if world_size % tp_size:
+            raise ValueError(f"tensor_model_parallel_size={tp_size} must divide the {world_size} ranks of the worker group")
+        if 0 < fsdp_size < world_size // tp_size:
+            raise ValueError(f"fsdp_config.fsdp_size={fsdp_size} (HSDP) together with tensor parallelism is not "
+                             "available; leave fsdp_size=-1")
+        return init_device_mesh(device, (world_size // tp_size, tp_size), mesh_dim_names=("fsdp", "tp"))
     if fsdp_size <= 0 or fsdp_size >= world_size:
         return init_device_mesh(device, (world_size,), mesh_dim_names=("fsdp",))
     if world_size % fsdp_size:
@@ -150,20 +159,28 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def apply_fsdp2(model: nn.Module, fsdp_config: FSDPConfig, world_size: int) -> nn.Module:
+def apply_fsdp2(model: nn.Module, fsdp_config: FSDPConfig, world_size: int, tp_size: int = 1,
+                tp_key: str = "tensor_model_parallel_size") -> nn.Module:
     """Shard ``model`` in place with FSDP2 over the worker group (per decoder layer, then the root).
 
     On accelerators the forward runs in ``mixed_precision.param_dtype`` and gradients reduce in
-    ``reduce_dtype``; on CPU everything stays fp32.
+    ``reduce_dtype``; on CPU everything stays fp32. With ``tp_size > 1`` the decoder layers are first split
+    over tensor-parallel groups of ``tp_size`` ranks (``tp_key`` names the config key in errors) and FSDP shards
+    over the remaining data-parallel ranks.
     """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     if not dist.is_initialized():
+        if tp_size > 1:
+            raise ValueError(f"{tp_key}={tp_size} needs a distributed worker group")
         return model
-    kwargs: dict[str, Any] = {
-        "mesh": build_mesh(world_size, fsdp_config.fsdp_size),
-        "reshard_after_forward": fsdp_config.reshard_after_forward,
-    }
+    mesh = build_mesh(world_size, fsdp_config.fsdp_size, tp_size)
+    if tp_size > 1:
+        from verl.workers.parallel.tensor_parallel import apply_tensor_parallel
+
+        apply_tensor_parallel(model, mesh["tp"], decoder_layers(model), tp_key)
+        mesh = mesh["fsdp"]
+    kwargs: dict[str, Any] = {"mesh": mesh, "reshard_after_forward": fsdp_config.reshard_after_forward}
     if get_device_name() != "cpu":
         mp = fsdp_config.mixed_precision
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=to_dtype(mp.param_dtype), reduce_dtype=to_dtype(mp.reduce_dtype))
@@ -193,11 +210,21 @@ def full_state_dict_iter(model: nn.Module, dtype: torch.dtype | None = None) -> 
 
 def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
     """Clip the global gradient norm across shards; returns the pre-clip norm (a plain tensor)."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return norm
+    groups: dict[Any, list[nn.Parameter]] = {}  # by device mesh: tensor parallelism puts parameters on two meshes
+    for p in model.parameters():
+        if p.grad is not None:
+            groups.setdefault(getattr(p, "device_mesh", None), []).append(p)
+    if len(groups) <= 1:
+        norm = torch.nn.utils.clip_grad_norm_([p for ps in groups.values() for p in ps], max_norm)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+    norms = []
+    for params in groups.values():
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        norms.append(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    for params in groups.values():
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return total
 
 
 # ------------------------------------------------------------------------------------------------ offload
@@ -388,8 +415,10 @@ def load_checkpoint(
 
 
 def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, world_size: int, device: torch.device,
-                        train: bool, path: str | None = None, lora: Any = None) -> nn.Module:
-    """Load a model section's checkpoint and shard it over the worker group.
+                        train: bool, path: str | None = None, lora: Any = None, tp_size: int = 1,
+                        tp_key: str = "tensor_model_parallel_size") -> nn.Module:
+    """Load a model section's checkpoint and shard it over the worker group (``tp_size > 1``: tensor-parallel
+    groups of that many ranks times FSDP, see :func:`apply_fsdp2`).
 
     Trained models keep ``fsdp_config.model_dtype`` master weights (fp32); frozen ones (reference, reward
     model) load in the compute dtype on accelerators and take no gradients. With ``lora`` (a
@@ -400,17 +429,25 @@ def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, worl
     else:
         dtype = to_dtype(fsdp_config.mixed_precision.param_dtype)
     from verl.utils.fs import copy_to_local
+    from verl.workers.sharded_loading import load_local_shards, safetensors_index
 
     if fsdp_config.full_determinism:  # bitwise-reproducible kernels (slower), as verl's fsdp_config.full_determinism
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    # Only rank 0 reads the checkpoint; the other ranks build the model on the meta device and receive their
-    # shards from rank 0 after sharding, so the host holds one full copy instead of one per rank.
-    # (LoRA wraps a real model: every rank loads it.)
-    broadcast = dist.is_initialized() and dist.get_world_size() > 1 and lora is None
-    on_meta = broadcast and dist.get_rank() != 0
+    local_path = copy_to_local(path or model_cfg.path, use_shm=getattr(model_cfg, "use_shm", False))
+    # Every rank builds the model on the meta device, shards it there and reads only its own shards from the
+    # safetensors files. Without safetensors files only rank 0 reads the checkpoint and sends the other ranks
+    # their shards. (LoRA wraps a real model: every rank loads it.)
+    distributed = dist.is_initialized() and dist.get_world_size() > 1 and lora is None
+    index = safetensors_index(local_path) if distributed else None
+    if tp_size > 1 and (index is None or lora is not None):
+        raise ValueError(f"{tp_key}={tp_size} needs a checkpoint in safetensors files and no LoRA "
+                         f"(model.lora_rank=0); {local_path} has no model.safetensors" if index is None else
+                         f"{tp_key}={tp_size} with LoRA (model.lora_rank > 0) is not available")
+    broadcast = distributed and index is None
+    on_meta = index is not None or (broadcast and dist.get_rank() != 0)
     model = load_hf_model(
-        copy_to_local(path or model_cfg.path, use_shm=getattr(model_cfg, "use_shm", False)),
+        local_path,
         kind=kind,
         dtype=dtype,
         attn_implementation=getattr(model_cfg, "attn_implementation", "sdpa"),
@@ -431,8 +468,11 @@ def build_sharded_model(model_cfg: Any, kind: str, fsdp_config: FSDPConfig, worl
     if not train:
         model.requires_grad_(False)
         model.eval()
-    model = apply_fsdp2(model, fsdp_config, world_size)
-    if broadcast:
+    model = apply_fsdp2(model, fsdp_config, world_size, tp_size, tp_key)
+    if index is not None:
+        model.to_empty(device=device)
+        load_local_shards(model, index, fsdp_config.seed)
+    elif broadcast:
         _shards_from_rank0(model, full, on_meta, device)
     return model
 

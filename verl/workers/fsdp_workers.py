@@ -26,6 +26,7 @@ from verl.utils.device import get_device_name
 from verl.workers.actor import PPOActor
 from verl.workers.batching import BatchPlan
 from verl.workers.config import ActorRolloutRefConfig
+from verl.workers.config_sections import with_megatron_offload
 from verl.workers.fsdp import (
     build_lr_scheduler,
     build_optimizer,
@@ -86,9 +87,13 @@ class ActorRolloutRefWorker(Worker):
         self.lora = LoraSpec.from_model_config(self.config.model, "actor_rollout_ref.model")
         # with LoRA the actor's base is the reference: no reference model is loaded in an actor process
         self._ref_in_actor = self.lora is not None and self._is_actor
-        # Ulysses sequence parallelism: the ranks of a group get the same data; the first one returns the results
-        sp = self.config.actor.ulysses_sequence_parallel_size
-        self._register_dispatch_collect_info("actor", self.rank // sp, self.rank % sp == 0)
+        # Ulysses sequence / tensor parallelism: the ranks of a group get the same data; the first one returns the
+        # results. verl's megatron offload keys offload as fsdp_config's do.
+        self.tp_size = self.config.actor.megatron.tensor_model_parallel_size
+        group = self.config.actor.ulysses_sequence_parallel_size * self.tp_size
+        self._register_dispatch_collect_info("actor", self.rank // group, self.rank % group == 0)
+        self._actor_fsdp = with_megatron_offload(self.config.actor.fsdp_config, self.config.actor.megatron)
+        self._ref_fsdp = with_megatron_offload(self.config.ref.fsdp_config, self.config.ref.megatron)
 
     # ------------------------------------------------------------------ set-up
 
@@ -100,23 +105,25 @@ class ActorRolloutRefWorker(Worker):
         packed = model_cfg.use_remove_padding
         key = "actor_rollout_ref.actor.ulysses_sequence_parallel_size"
         self.sp = make_ulysses_group(cfg.actor.ulysses_sequence_parallel_size, key)
+        tp = {"tp_size": self.tp_size, "tp_key": "actor_rollout_ref.actor.megatron.tensor_model_parallel_size"}
         if self._is_actor:
-            fsdp = cfg.actor.fsdp_config
-            self.actor_module = build_sharded_model(model_cfg, "causal_lm", fsdp, self.world_size, self.device, train=True,
-                                                    lora=self.lora)
+            self.actor_module = build_sharded_model(model_cfg, "causal_lm", self._actor_fsdp, self.world_size, self.device,
+                                                    train=True, lora=self.lora, **tp)
             if self.lora is not None and self.rank == 0:
                 print(f"actor: {lora_summary(self.actor_module)}", flush=True)
             self.optimizer = build_optimizer(self.actor_module, cfg.actor.optim)
             self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.actor.optim, self.total_training_steps)
             check_heads(self.actor_module.config, self.sp.size, key)
-            self.actor = PPOActor(self.actor_module, cfg.actor, self.optimizer, self.lr_scheduler, packed, self.world_size,
-                                  self.sp)
+            self.actor = PPOActor(self.actor_module, cfg.actor, self.optimizer, self.lr_scheduler, packed,
+                                  self.world_size // self.tp_size, self.sp, self.tp_size)
             self._offload_actor()
         if self._is_ref and not self._ref_in_actor:
-            ref_module = build_sharded_model(model_cfg, "causal_lm", cfg.ref.fsdp_config, self.world_size, self.device, train=False)
+            ref_module = build_sharded_model(model_cfg, "causal_lm", self._ref_fsdp, self.world_size, self.device,
+                                             train=False, **tp)
             check_heads(ref_module.config, self.sp.size, key)
-            self.ref = PPOActor(ref_module, cfg.actor, packed=packed, dp_size=self.world_size, sp=self.sp)
-            if cfg.ref.fsdp_config.param_offload:  # on the host between reference passes
+            self.ref = PPOActor(ref_module, cfg.actor, packed=packed, dp_size=self.world_size // self.tp_size, sp=self.sp,
+                                tp_size=self.tp_size)
+            if self._ref_fsdp.param_offload:  # on the host between reference passes
                 offload_model(ref_module, True, self.device)
         if self._is_rollout:
             from verl.rollout import build_rollout
@@ -134,14 +141,14 @@ class ActorRolloutRefWorker(Worker):
                 self.rollout.sleep()
 
     def _offload_actor(self) -> None:
-        fsdp = self.config.actor.fsdp_config
+        fsdp = self._actor_fsdp
         if fsdp.param_offload:
             offload_model(self.actor_module, True, self.device)
         if fsdp.optimizer_offload:
             offload_optimizer(self.optimizer, True, self.device)
 
     def _load_actor(self, with_optimizer: bool) -> None:
-        fsdp = self.config.actor.fsdp_config
+        fsdp = self._actor_fsdp
         if fsdp.param_offload:
             offload_model(self.actor_module, False, self.device)
         if with_optimizer and fsdp.optimizer_offload:
@@ -227,7 +234,7 @@ class ActorRolloutRefWorker(Worker):
                 log_probs, _ = self.actor.compute_log_prob(data, plan, temperature)
             self._offload_actor()
         else:
-            offload = self.config.ref.fsdp_config.param_offload
+            offload = self._ref_fsdp.param_offload
             if offload:
                 offload_model(self.ref.model, False, self.device)
             log_probs, _ = self.ref.compute_log_prob(data, plan, temperature)
@@ -244,7 +251,7 @@ class ActorRolloutRefWorker(Worker):
         actor_cfg = self.config.actor
         plan = BatchPlan.for_update(
             "actor_rollout_ref.actor", actor_cfg.ppo_mini_batch_size, self.config.rollout.n,
-            self.world_size // self.sp.size,
+            self.world_size // (self.sp.size * self.tp_size),
             actor_cfg.ppo_micro_batch_size_per_gpu, actor_cfg.use_dynamic_bsz,
             actor_cfg.ppo_max_token_len_per_gpu * self.sp.size,
         )

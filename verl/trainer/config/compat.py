@@ -20,11 +20,13 @@ from typing import Any
 
 from verl.utils.config import ConfigError, iter_fields
 
-__all__ = ["FIXED", "GLOBAL_MICRO_BATCHES", "SAME_EITHER_WAY", "check_fixed_keys", "fixed_rule", "per_gpu_sizes",
-           "same_either_way_reason"]
+__all__ = ["FIXED", "GLOBAL_MICRO_BATCHES", "SAME_EITHER_WAY", "check_fixed_keys", "fixed_rule", "model_parallel_size",
+           "per_gpu_sizes", "same_either_way_reason"]
 
 _NO_TP = "tensor/sequence parallelism is not available yet (issue 17)"
 _NO_VLM = "vision-language models are not supported"
+_NO_MEGATRON = ("not available (Megatron-LM does not run here; only megatron.tensor_model_parallel_size maps onto "
+                "torch-native tensor parallelism x FSDP2)")
 
 #: ``pattern: (accepted values, why not others and what to use)``; patterns match dotted keys (``*`` = any part).
 FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
@@ -38,7 +40,19 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
                                                                       "available for the reward model"),
     "critic.model.fsdp_config.ulysses_sequence_parallel_size": ((1,), "set critic.ulysses_sequence_parallel_size "
                                                                 "(the critic's Ulysses degree) instead"),
-    "*.strategy": (("fsdp", "fsdp2"), "Megatron-LM is not supported; both FSDP spellings run FSDP2"),
+    "reward_model.strategy": (("fsdp", "fsdp2"), "the reward model runs FSDP2 (no tensor parallelism)"),
+    "*.strategy": (("fsdp", "fsdp2", "megatron"), "both FSDP spellings run FSDP2; megatron runs torch-native tensor "
+                   "parallelism (*.megatron.tensor_model_parallel_size) x FSDP2, not Megatron-LM"),
+    # verl's Megatron keys: tensor parallelism and offload map onto FSDP2 here; the rest is refused
+    "*.megatron.pipeline_model_parallel_size": ((1,), f"pipeline parallelism: {_NO_MEGATRON}"),
+    "*.megatron.virtual_pipeline_model_parallel_size": ((None,), f"virtual pipeline stages: {_NO_MEGATRON}"),
+    "*.megatron.expert_model_parallel_size": ((1,), f"expert parallelism: {_NO_MEGATRON}"),
+    "*.megatron.expert_tensor_parallel_size": ((None, 1), f"expert tensor parallelism: {_NO_MEGATRON}"),
+    "*.megatron.context_parallel_size": ((1,), "Megatron's context parallelism is not available; split long "
+                                         "sequences with *.ulysses_sequence_parallel_size (Ulysses) instead"),
+    "*.megatron.use_dist_checkpointing": ((False,), "checkpoints are torch.distributed.checkpoint shards; Megatron's "
+                                          "dist-checkpointing format is not read"),
+    "*.megatron.dtype": (("bfloat16",), "the compute dtype is fsdp_config.mixed_precision.param_dtype here"),
     "*.fsdp_config.dtype": (("bfloat16",), "the compute dtype is fsdp_config.mixed_precision.param_dtype "
                             "(bf16, fp16 or fp32) here; set that key"),
     "actor_rollout_ref.actor.fsdp_config.forward_only": ((False,), "the actor trains"),
@@ -155,6 +169,21 @@ SAME_EITHER_WAY: dict[str, str] = {
     "data.filter_overlong_prompts_workers": "filtering runs batched in one process, with the same result",
     "actor_rollout_ref.rollout.mode": "verl's sync (in-process engine) and async (server-based agent loop) give the "
                                       "same samples; the engines here run in the worker process either way",
+    "*.megatron.sequence_parallel": "Megatron's activation sharding outside the tensor-parallel layers: memory only; "
+                                    "here those activations stay replicated over the TP group, with the same results",
+    "*.megatron.use_distributed_optimizer": "FSDP2 shards the optimizer state either way",
+    "*.megatron.grad_offload": "gradients are freed after each optimizer step, so none are kept to offload",
+    "*.megatron.dist_checkpointing_*": "read only with megatron.use_dist_checkpointing (refused)",
+    "*.megatron.seed": "weights come from the checkpoint; fsdp_config.seed seeds any it lacks",
+    "*.megatron.override_ddp_config": "Megatron DDP options have no counterpart; FSDP2's are fsdp_config.*",
+    "*.megatron.override_transformer_config": "Megatron TransformerConfig options (recompute, fused kernels, "
+                                              "attention backend) change speed and memory only; activation "
+                                              "recompute here is model.enable_gradient_checkpointing",
+    "*.megatron.override_transformer_config.*": "see megatron.override_transformer_config",
+    "*.megatron.override_mcore_model_config": "model overrides are model.override_config here",
+    "*.megatron.use_mbridge": "the HF checkpoint is read directly (no weight conversion) either way",
+    "*.megatron.vanilla_mbridge": "see megatron.use_mbridge",
+    "*.megatron.forward_only": "the reference never trains and the actor and critic always do",
     "*.mixed_precision.buffer_dtype": "FSDP2 has no buffer dtype: buffers keep the dtype they load in (as under "
                                       "verl's fsdp2)",
     "reward_model.launch_reward_fn_async": "the rewards are the same; here they are computed right after generation, "
@@ -198,11 +227,18 @@ def _section(config: Any, path: str) -> Any:
     return config
 
 
+def model_parallel_size(section: Any) -> int:
+    """Ranks of a worker section that hold the same batch: its Ulysses degree x its tensor-parallel degree
+    (``megatron.tensor_model_parallel_size``); the data-parallel size is the world divided by this."""
+    megatron = getattr(section, "megatron", None)
+    return getattr(section, "ulysses_sequence_parallel_size", 1) * getattr(megatron, "tensor_model_parallel_size", 1)
+
+
 def _data_parallel(config: Any, path: str, ranks: int) -> int:
-    """Data-parallel ranks of a section: ``ranks / ulysses_sequence_parallel_size`` (the rollout's log-prob pass
+    """Data-parallel ranks of a section: ``ranks / (ulysses x tensor-parallel size)`` (the rollout's log-prob pass
     runs on the actor)."""
     sec = _section(config, "actor_rollout_ref.actor" if path == "actor_rollout_ref.rollout" else path)
-    return max(1, ranks // getattr(sec, "ulysses_sequence_parallel_size", 1))
+    return max(1, ranks // model_parallel_size(sec))
 
 
 def per_gpu_sizes(config: Any, ranks: int) -> dict[str, dict[str, int]]:
@@ -248,7 +284,10 @@ def _follows(config: Any) -> list[tuple[str, Any, str, Any]]:
                                   arr.actor.fsdp_config.ulysses_sequence_parallel_size),
                                  ("ref.ulysses_sequence_parallel_size", arr.ref.ulysses_sequence_parallel_size),
                                  ("ref.fsdp_config.ulysses_sequence_parallel_size",
-                                  arr.ref.fsdp_config.ulysses_sequence_parallel_size)))]
+                                  arr.ref.fsdp_config.ulysses_sequence_parallel_size))),
+            # ... and one tensor-parallel layout
+            ("actor_rollout_ref.ref.megatron.tensor_model_parallel_size", arr.ref.megatron.tensor_model_parallel_size,
+             "actor_rollout_ref.actor.megatron.tensor_model_parallel_size", arr.actor.megatron.tensor_model_parallel_size)]
 
 
 def check_fixed_keys(config: Any, ranks: int = 1, extra: Callable[[str, Any], None] | None = None) -> None:

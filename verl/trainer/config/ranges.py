@@ -114,8 +114,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("*.attn_implementation", one_of(*ATTN_IMPLEMENTATIONS), f"is not an attention implementation; use one of "
                                                              f"{list(ATTN_IMPLEMENTATIONS)}"),
     ("*.fsdp_config.strategy", one_of(*STRATEGIES), f"must be one of {list(STRATEGIES)} (both run FSDP2)"),
-    ("*.strategy", one_of(*STRATEGIES), f"must be one of {list(STRATEGIES)} (both run FSDP2; Megatron is not "
-                                        "available)"),
+    ("*.strategy", one_of(*STRATEGIES, "megatron"), f"must be one of {[*STRATEGIES, 'megatron']} (all run FSDP2; "
+                                                    "megatron: torch-native tensor parallelism x FSDP2)"),
     ("*.checkpoint.save_contents", subset_of(*CHECKPOINT_CONTENTS),
      f"may only name {list(CHECKPOINT_CONTENTS)}"),
     ("*.checkpoint.load_contents", subset_of(*CHECKPOINT_CONTENTS),

@@ -267,6 +267,8 @@ class PPOConfig:
         "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": "actor_rollout_ref.actor.ppo_max_token_len_per_gpu",
         "actor_rollout_ref.ref.ulysses_sequence_parallel_size": "actor_rollout_ref.actor.ulysses_sequence_parallel_size",
         "actor_rollout_ref.ref.fsdp_config.use_torch_compile": "actor_rollout_ref.ref.use_torch_compile",
+        "actor_rollout_ref.ref.megatron.tensor_model_parallel_size":
+            "actor_rollout_ref.actor.megatron.tensor_model_parallel_size",
         "actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size":
             "actor_rollout_ref.ref.ulysses_sequence_parallel_size",
         "actor_rollout_ref.rollout.prompt_length": "data.max_prompt_length",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from verl.trainer.config.compat import per_gpu_sizes
+from verl.trainer.config.compat import model_parallel_size, per_gpu_sizes
 from verl.trainer.config.schema import PPOConfig
 from verl.utils.config import ConfigError
 
@@ -113,14 +113,14 @@ def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
     if uses_critic(config):
         sections.append(("critic", config.critic))
     for name, sec in sections:
-        sp = sec.ulysses_sequence_parallel_size  # a sequence-parallel group shares one slice: dp = ranks / sp
-        dp = ranks // sp
+        dp = ranks // model_parallel_size(sec)  # a sequence/tensor-parallel group shares one slice
         per_rank, rem = divmod(sec.ppo_mini_batch_size * n, dp)
         if rem:
             raise ConfigError(
                 f"{name}.ppo_mini_batch_size={sec.ppo_mini_batch_size} x rollout.n={n} trajectories do not split "
                 f"over {dp} ranks (data-parallel: trainer.nnodes x trainer.n_gpus_per_node / "
-                f"{name}.ulysses_sequence_parallel_size); use a multiple of {dp}"
+                f"({name}.ulysses_sequence_parallel_size x {name}.megatron.tensor_model_parallel_size)); use a "
+                f"multiple of {dp}"
             )
         if not sec.use_dynamic_bsz:
             micro = sec.ppo_micro_batch_size_per_gpu or per_gpu_sizes(config, ranks).get(name, {}).get(
@@ -167,6 +167,46 @@ def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: b
                 hf = json.load(f)
             try:
                 check_heads(SimpleNamespace(**hf.get("text_config", hf)), sp, key)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+
+
+def _check_tensor_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
+    """Training tensor-parallel degrees (``*.megatron.tensor_model_parallel_size``): dividing the worker group, not
+    combined with Ulysses, and (with the model at hand) dividing the head counts and the MLP width."""
+    arr = config.actor_rollout_ref
+    sections = [("actor_rollout_ref.actor", arr.actor, arr.model)]
+    if uses_critic(config):
+        sections.append(("critic", config.critic, config.critic.model))
+    for name, sec, model in sections:
+        tp, key = sec.megatron.tensor_model_parallel_size, f"{name}.megatron.tensor_model_parallel_size"
+        if tp == 1:
+            continue
+        if ranks % tp:
+            raise ConfigError(f"{key}={tp} must divide the {ranks} ranks of the worker group "
+                              "(trainer.nnodes x trainer.n_gpus_per_node)")
+        if sec.ulysses_sequence_parallel_size > 1:
+            raise ConfigError(f"{key}={tp} together with {name}.ulysses_sequence_parallel_size="
+                              f"{sec.ulysses_sequence_parallel_size} is not available; use one of the two")
+        if name.startswith("actor") and arr.model.lora_rank > 0:
+            raise ConfigError(f"{key}={tp} with LoRA (actor_rollout_ref.model.lora_rank > 0) is not available")
+        fsdp_key = f"{name}.fsdp_config" if name.startswith("actor") else "critic.model.fsdp_config"
+        fsdp_size = (sec.fsdp_config if name.startswith("actor") else model.fsdp_config).fsdp_size
+        if 0 < fsdp_size < ranks // tp:
+            raise ConfigError(f"{key}={tp} with {fsdp_key}.fsdp_size={fsdp_size} (hybrid sharding) is not available; "
+                              "leave fsdp_size=-1")
+        path = (model.path or arr.model.path) if check_environment else None
+        config_file = os.path.join(path, "config.json") if path else ""
+        if os.path.isfile(config_file):
+            import json
+            from types import SimpleNamespace
+
+            from verl.workers.parallel.tensor_parallel import check_tensor_parallel
+
+            with open(config_file) as f:
+                hf = json.load(f)
+            try:
+                check_tensor_parallel(SimpleNamespace(**hf.get("text_config", hf)), tp, key)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
 
@@ -291,4 +331,6 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     _check_algorithm(config)
     _check_sequence_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
                              check_environment)
+    _check_tensor_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
+                           check_environment)
     _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
