@@ -4,6 +4,7 @@ weight update; bad sizes are refused naming the key."""
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -119,3 +120,59 @@ def test_tp_refused_for_other_backends(tmp_path):
     tiny_model("qwen2").save_pretrained(path)
     with pytest.raises(ValueError, match=r"tensor_model_parallel_size=2 is implemented by the native engine only"):
         build_rollout(base_config(name="hf"), str(path), device="cpu", tensor_parallel=group)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tp") / "model"
+    tiny_model("qwen2").save_pretrained(path)  # 4 heads, 2 key/value heads, MLP 128
+    return str(path)
+
+
+def _validate(model_dir, tmp_path, *extra):
+    from verl.trainer.config import load_config, validate_config
+
+    train = tmp_path / "train.parquet"
+    train.touch()
+    validate_config(load_config([
+        f"data.train_files={train}", f"actor_rollout_ref.model.path={model_dir}", "trainer.device=cpu",
+        "trainer.n_gpus_per_node=4", "data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1", "actor_rollout_ref.rollout.name=native",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1", "algorithm.adv_estimator=grpo",
+        "actor_rollout_ref.rollout.n=2", *extra]))
+
+
+TP = "actor_rollout_ref.rollout.tensor_model_parallel_size"
+
+
+@pytest.mark.parametrize("extra, error", [
+    ([f"{TP}=2"], None),
+    ([f"{TP}=2", "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2"], None),
+    ([f"{TP}=4"], f"{TP}=4 must divide the model's 4 attention heads and 2 key/value heads"),
+    ([f"{TP}=3"], f"{TP}=3 must divide the 4 ranks of the worker group"),
+    ([f"{TP}=2", "trainer.n_gpus_per_node=3", "data.train_batch_size=6", "actor_rollout_ref.actor.ppo_mini_batch_size=3"],
+     f"{TP}=2 must divide the 3 ranks"),
+    ([f"{TP}=2", "actor_rollout_ref.rollout.name=hf"], f"{TP}=2: the hf backend (transformers.generate) runs one full "
+                                                      "replica per rank; set actor_rollout_ref.rollout.name=native"),
+    ([f"{TP}=2", "actor_rollout_ref.rollout.multi_turn.enable=true", "data.return_raw_chat=true"],
+     f"{TP}=2 with actor_rollout_ref.rollout.multi_turn.enable=true"),
+    ([f"{TP}=0"], TP),
+])
+def test_config_checks(model_dir, tmp_path, extra, error):
+    from verl.utils.config import ConfigError
+
+    if error is None:
+        _validate(model_dir, tmp_path, *extra)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(error)):
+            _validate(model_dir, tmp_path, *extra)
+
+
+def test_vllm_tp_refused():
+    """(The head-size check of vLLM on CPU comes first for the tiny models, so this is checked directly.)"""
+    from verl.rollout.native.tensor_parallel import check_tp_config
+
+    with pytest.raises(ValueError, match=f"{TP}=2: tensor-parallel rollout is implemented by the native engine; "
+                                         "vLLM's own tensor parallelism is not wired"):
+        check_tp_config(2, 4, "vllm", False)
+    check_tp_config(1, 4, "vllm", False)

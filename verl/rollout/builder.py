@@ -106,8 +106,8 @@ def build_rollout(
             DecoderConfig.from_hf(hf_config)
         except UnsupportedModelError as err:
             if tp > 1:
-                raise ValueError(f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp} needs the native engine, "
-                                 f"which cannot run this model: {err}") from None
+                raise ValueError(f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp} needs the native "
+                                 f"engine, which cannot run this model: {err}") from None
             logger.warning("rollout name=native: %s; falling back to the hf backend (transformers.generate)", err)
         else:
             from verl.rollout.native.engine import NativeRollout
@@ -115,7 +115,7 @@ def build_rollout(
 
             if is_path:
                 has_safetensors = bool(glob.glob(os.path.join(os.fspath(model), "*.safetensors")))
-                read = checkpoint_slicer(DecoderConfig.from_hf(hf_config), tensor_parallel) if tp > 1 else None
+                read = checkpoint_slicer(tensor_parallel) if tp > 1 else None
                 weights = (iter_checkpoint_tensors(model, device, read) if has_safetensors
                            else _load_hf_model(os.fspath(model), cfg, torch.device("cpu")).state_dict().items())
                 generation_config = _generation_config(os.fspath(model))

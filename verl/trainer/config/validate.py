@@ -171,6 +171,28 @@ def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: b
                 raise ConfigError(str(err)) from None
 
 
+def _check_rollout_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
+    """Rollout tensor parallelism (native engine): backend, dividing the worker group, and (with the model at
+    hand) heads and MLP width divisible by the degree."""
+    from verl.rollout.native.tensor_parallel import KEY, check_tp_config, check_tp_model
+
+    rollout = config.actor_rollout_ref.rollout
+    tp = rollout.tensor_model_parallel_size
+    try:
+        check_tp_config(tp, ranks, rollout.name, rollout.multi_turn.enable)
+        path = config.actor_rollout_ref.model.path if check_environment and tp > 1 else None
+        config_file = os.path.join(path, "config.json") if path else ""
+        if os.path.isfile(config_file):
+            import json
+            from types import SimpleNamespace
+
+            with open(config_file) as f:
+                hf = json.load(f)
+            check_tp_model(SimpleNamespace(**hf.get("text_config", hf)), tp, KEY)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _check_algorithm(config: PPOConfig) -> None:
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, KL_PENALTY_TYPES, LOSS_AGG_MODES, POLICY_LOSS_REGISTRY
 
@@ -284,11 +306,11 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
         raise ConfigError(str(exc)) from None
     if check_environment and arr.rollout.name == "vllm" and resolve_device(config) == "cpu":
         _check_vllm_cpu_head_size(arr.model.path)
-    if arr.rollout.tensor_model_parallel_size != 1:
-        raise ConfigError("actor_rollout_ref.rollout.tensor_model_parallel_size must be 1: each rank runs a full rollout replica")
     if config.data.max_prompt_length < 1 or config.data.max_response_length < 1:
         raise ConfigError("data.max_prompt_length and data.max_response_length must be >= 1")
     _check_algorithm(config)
     _check_sequence_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
                              check_environment)
     _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
+    _check_rollout_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
+                            check_environment)
