@@ -118,7 +118,7 @@ def test_tp_refused_for_other_backends(tmp_path):
     group = RankGroup(None, 2, 0, 0)
     path = tmp_path / "m"
     tiny_model("qwen2").save_pretrained(path)
-    with pytest.raises(ValueError, match=r"tensor_model_parallel_size=2 is implemented by the native engine only"):
+    with pytest.raises(ValueError, match=r"tensor_model_parallel_size=2 is implemented by the native and vllm engines"):
         build_rollout(base_config(name="hf"), str(path), device="cpu", tensor_parallel=group)
 
 
@@ -152,8 +152,8 @@ TP = "actor_rollout_ref.rollout.tensor_model_parallel_size"
     ([f"{TP}=3"], f"{TP}=3 must divide the 4 ranks of the worker group"),
     ([f"{TP}=2", "trainer.n_gpus_per_node=3", "data.train_batch_size=6", "actor_rollout_ref.actor.ppo_mini_batch_size=3"],
      f"{TP}=2 must divide the 3 ranks"),
-    ([f"{TP}=2", "actor_rollout_ref.rollout.name=hf"], f"{TP}=2: the hf backend (transformers.generate) runs one full "
-                                                      "replica per rank; set actor_rollout_ref.rollout.name=native"),
+    ([f"{TP}=2", "actor_rollout_ref.rollout.name=hf"], f"{TP}=2: the hf backend runs one full replica per rank; set "
+                                                      "actor_rollout_ref.rollout.name=native (or vllm)"),
     ([f"{TP}=2", "actor_rollout_ref.rollout.multi_turn.enable=true", "data.return_raw_chat=true"],
      f"{TP}=2 with actor_rollout_ref.rollout.multi_turn.enable=true"),
     ([f"{TP}=0"], TP),
@@ -168,11 +168,17 @@ def test_config_checks(model_dir, tmp_path, extra, error):
             _validate(model_dir, tmp_path, *extra)
 
 
-def test_vllm_tp_refused():
-    """(The head-size check of vLLM on CPU comes first for the tiny models, so this is checked directly.)"""
-    from verl.rollout.native.tensor_parallel import check_tp_config
+def test_backend_model_checks():
+    """vLLM splits any model it runs (its own layers); the native engine only the Llama family. (vLLM on CPU refuses
+    the tiny models' head size before this check in ``validate_config``, so it is checked directly.)"""
+    from types import SimpleNamespace
 
-    with pytest.raises(ValueError, match=f"{TP}=2: tensor-parallel rollout is implemented by the native engine; "
-                                         "vLLM's own tensor parallelism is not wired"):
-        check_tp_config(2, 4, "vllm", False)
-    check_tp_config(1, 4, "vllm", False)
+    from verl.rollout.parallel import check_tp_config, check_tp_model
+
+    check_tp_config(2, 4, "vllm", False)
+    gemma = SimpleNamespace(model_type="gemma2", num_attention_heads=8, num_key_value_heads=4, intermediate_size=96)
+    check_tp_model(gemma, 4, "vllm")
+    with pytest.raises(ValueError, match=f"{TP}=2 needs the native engine, which does not implement model_type 'gemma2'"):
+        check_tp_model(gemma, 2, "native")
+    with pytest.raises(ValueError, match=f"{TP}=8 must divide the model's 8 attention heads and 4 key/value heads"):
+        check_tp_model(gemma, 8, "vllm")

@@ -69,8 +69,10 @@ def build_rollout(
             path of a local HF checkpoint directory.
         tokenizer: optional; its EOS / pad ids are the defaults of every call (``meta_info`` overrides them).
         device: where the rollout runs; the device helper's choice by default.
-        tensor_parallel: this rank's tensor-parallel group (``rollout.tensor_model_parallel_size`` > 1; native
-            engine only): the engine holds this rank's slice of the model, read sliced from the checkpoint.
+        tensor_parallel: this rank's tensor-parallel group (``rollout.tensor_model_parallel_size`` > 1): the native
+            engine holds this rank's slice of the model, read sliced from the checkpoint; vLLM spans the group
+            with its own tensor parallelism (its external launcher over the worker group's ranks, whose
+            consecutive groups of this size are vLLM's tensor-parallel groups).
 
     ``name: native`` builds :class:`~verl.rollout.native.engine.NativeRollout` for Llama / Qwen2 / Qwen3 /
     Mistral models and falls back to ``hf`` (with a logged notice) for any other architecture. ``name: vllm``
@@ -91,15 +93,16 @@ def build_rollout(
         raise TypeError(f"model must be a transformers causal-LM module or a checkpoint path, got {type(model)}")
 
     tp = tensor_parallel.size if tensor_parallel is not None else 1
-    if tp > 1 and cfg.name != "native":
-        raise ValueError(f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp} is implemented by the native "
-                         f"engine only; set actor_rollout_ref.rollout.name=native (got {cfg.name!r})")
+    if tp > 1 and cfg.name not in ("native", "vllm"):
+        raise ValueError(f"actor_rollout_ref.rollout.tensor_model_parallel_size={tp} is implemented by the native and "
+                         f"vllm engines; set actor_rollout_ref.rollout.name=native (got {cfg.name!r})")
     if cfg.name == "vllm":
         if not is_path:
             raise TypeError("rollout name=vllm builds its engine from a checkpoint directory; pass the model path")
         from verl.rollout.vllm.engine import VLLMRollout
 
-        return VLLMRollout(cfg, os.fspath(model), hf_config, tokenizer, _generation_config(os.fspath(model)), device)
+        return VLLMRollout(cfg, os.fspath(model), hf_config, tokenizer, _generation_config(os.fspath(model)), device,
+                           tensor_parallel_size=tp)
 
     if cfg.name == "native":
         try:

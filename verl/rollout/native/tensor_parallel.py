@@ -33,17 +33,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from verl.models.config import SUPPORTED_MODEL_TYPES, DecoderConfig
+from verl.models.config import DecoderConfig
 from verl.models.llama import LlamaDecoder
 from verl.models.weights import strip_wrappers
 from verl.rollout.native.runner import ModelRunner
+from verl.rollout.parallel import check_tp_shape
 from verl.rollout.sampling import SamplingParams
 from verl.workers.parallel.groups import RankGroup
 
-__all__ = ["KEY", "TensorParallelDecoder", "TensorParallelRunner", "build_decoder", "build_runner", "check_tp_config",
-           "check_tp_model", "check_tp_shape", "checkpoint_slicer", "local_config", "shard_dim"]
-
-KEY = "actor_rollout_ref.rollout.tensor_model_parallel_size"
+__all__ = ["TensorParallelDecoder", "TensorParallelRunner", "build_decoder", "build_runner", "checkpoint_slicer",
+           "local_config", "shard_dim"]
 
 # HF name suffix -> the dimension split over the group (0: output rows, 1: input columns); others are replicated
 _SPLIT = {
@@ -62,18 +61,6 @@ def shard_dim(name: str) -> int | None:
     """The dimension of HF weight ``name`` split over the tensor-parallel group; ``None``: replicated."""
     match = _LAYER_SUFFIX.match(strip_wrappers(name))
     return _SPLIT.get(match.group(1)) if match else None
-
-
-def check_tp_shape(heads: int, kv_heads: int, intermediate_size: int, tp: int, key: str = KEY) -> None:
-    """Query heads, key/value heads and MLP columns must divide by ``tp``; raises ``ValueError`` naming ``key``."""
-    if tp < 1:
-        raise ValueError(f"{key}={tp} must be >= 1")
-    if heads % tp or kv_heads % tp:
-        raise ValueError(f"{key}={tp} must divide the model's {heads} attention heads and {kv_heads} key/value "
-                         f"heads (each rank holds heads / {key} of them and their KV cache); use a divisor of "
-                         f"{kv_heads}")
-    if intermediate_size % tp:
-        raise ValueError(f"{key}={tp} must divide the model's MLP width intermediate_size={intermediate_size}")
 
 
 def local_config(config: DecoderConfig, tp: int) -> DecoderConfig:
@@ -177,39 +164,3 @@ def checkpoint_slicer(group: RankGroup) -> Callable[[str, object], torch.Tensor]
         return part[lo:hi] if dim == 0 else part[:, lo:hi]
 
     return read
-
-
-def check_tp_config(tp: int, world: int, name: str, multi_turn: bool, key: str = KEY) -> None:
-    """The checks of ``rollout.tensor_model_parallel_size`` that need no model (before any worker starts);
-    raises ``ValueError`` naming ``key`` and the fix."""
-    if tp < 1:
-        raise ValueError(f"{key}={tp} must be >= 1")
-    if tp == 1:
-        return
-    prefix = key.rsplit(".", 1)[0]
-    if name == "hf":
-        raise ValueError(f"{key}={tp}: the hf backend (transformers.generate) runs one full replica per rank; set "
-                         f"{prefix}.name=native for tensor-parallel rollout")
-    if name != "native":
-        raise ValueError(f"{key}={tp}: tensor-parallel rollout is implemented by the native engine; vLLM's own "
-                         f"tensor parallelism is not wired into these workers (one vLLM engine per rank); set "
-                         f"{prefix}.name=native, or {key}=1 with {prefix}.name={name}")
-    if world % tp:
-        raise ValueError(f"{key}={tp} must divide the {world} ranks of the worker group (trainer.nnodes x "
-                         f"trainer.n_gpus_per_node); rollout data-parallel size = ranks / {key}")
-    if multi_turn:
-        raise ValueError(f"{key}={tp} with {prefix}.multi_turn.enable=true: the ranks of a tensor-parallel group "
-                         f"must run identical agent loops (tool results may differ per rank); set {key}=1")
-
-
-def check_tp_model(hf_config, tp: int, key: str = KEY) -> None:
-    """A transformers config (or its ``config.json`` as a namespace) the native engine runs, with heads and MLP
-    width divisible by ``tp``; raises ``ValueError`` naming ``key``."""
-    if tp == 1:
-        return
-    model_type = getattr(hf_config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"{key}={tp} needs the native engine, which does not implement model_type {model_type!r} "
-                         f"(supported: {list(SUPPORTED_MODEL_TYPES)}); set {key}=1")
-    heads = hf_config.num_attention_heads
-    check_tp_shape(heads, getattr(hf_config, "num_key_value_heads", None) or heads, hf_config.intermediate_size, tp, key)

@@ -172,9 +172,9 @@ def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: b
 
 
 def _check_rollout_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
-    """Rollout tensor parallelism (native engine): backend, dividing the worker group, and (with the model at
-    hand) heads and MLP width divisible by the degree."""
-    from verl.rollout.native.tensor_parallel import KEY, check_tp_config, check_tp_model
+    """Rollout tensor parallelism (native or vLLM engine): backend, dividing the worker group, and (with the model
+    at hand) heads divisible by the degree."""
+    from verl.rollout.parallel import KEY, check_tp_config, check_tp_model
 
     rollout = config.actor_rollout_ref.rollout
     tp = rollout.tensor_model_parallel_size
@@ -188,7 +188,7 @@ def _check_rollout_parallel(config: PPOConfig, ranks: int, check_environment: bo
 
             with open(config_file) as f:
                 hf = json.load(f)
-            check_tp_model(SimpleNamespace(**hf.get("text_config", hf)), tp, KEY)
+            check_tp_model(SimpleNamespace(**hf.get("text_config", hf)), tp, rollout.name, KEY)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
