@@ -2,7 +2,9 @@
 
 Each method moves its slice of the batch to the device, calls the actor / rollout / reference, and returns
 a ``DataProto``. In the hybrid roles the rollout engine lives in this process and receives the actor's
-current weights (gathered from the FSDP2 shards, no disk) before it generates.
+current weights (gathered from the FSDP2 shards, no disk) before it generates. With
+``rollout.tensor_model_parallel_size = t``, each group of ``t`` consecutive ranks shares one engine (each rank
+keeps its slice of the weights) and ``generate_sequences`` gives the group one chunk of the batch.
 
 With LoRA (``model.lora_rank > 0``) the actor trains adapters only; the rollout receives base + merged adapter
 deltas, and the reference log-probs come from the same actor with its adapters disabled (no second model).

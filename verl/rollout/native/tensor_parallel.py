@@ -154,6 +154,7 @@ def build_runner(decoder: LlamaDecoder, use_cuda_graphs: bool, use_compile: bool
 def checkpoint_slicer(group: RankGroup) -> Callable[[str, object], torch.Tensor]:
     """``read(name, safetensors_slice) -> tensor``: this rank's slice of a split weight read straight from the file
     (only those bytes), any other tensor whole; for :func:`verl.rollout.builder.iter_checkpoint_tensors`."""
+
     def read(name: str, part) -> torch.Tensor:
         dim = shard_dim(name)
         if dim is None:
