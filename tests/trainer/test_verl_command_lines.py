@@ -24,7 +24,7 @@ from verl.utils.config import ConfigError
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 LINES = json.loads((Path(__file__).with_name("verl_examples") / "main_ppo_lines.json").read_text())["lines"]
-PARALLEL = re.compile(r"tensor_model_parallel_size=(?!1$)")  # Ulysses sequence parallelism runs (issue 17)
+PARALLEL = re.compile(r"tensor_model_parallel_size=(?!1$)")  # rollout TP (native) and Ulysses SP run (issue 17)
 MODEL_KEYS = ("actor_rollout_ref.model.path", "critic.model.path", "reward_model.model.path")
 DATA_KEYS = ("data.train_files", "data.val_files")
 

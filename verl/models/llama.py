@@ -212,13 +212,18 @@ class LlamaDecoder:
             k = rms_norm(k, layer["k_norm"], c.rms_norm_eps)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
+    def _out_proj(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """A projection back to the hidden size (attention output, MLP down); a subclass may override it (e.g.
+        to sum partial products computed elsewhere)."""
+        return F.linear(x, weight, bias)
+
     def _mlp_residual(self, h: torch.Tensor, attn: torch.Tensor, layer: dict[str, Any]) -> torch.Tensor:
         """``h + attn`` then the gated MLP block with its own residual."""
         c = self.config
-        h = h + F.linear(attn, layer["o_weight"], layer["o_bias"])
+        h = h + self._out_proj(attn, layer["o_weight"], layer["o_bias"])
         x = rms_norm(h, layer["post_norm"], c.rms_norm_eps)
         gate, up = F.linear(x, layer["gate_up_weight"], layer["gate_up_bias"]).chunk(2, dim=-1)
-        return h + F.linear(self._act(gate) * up, layer["down_weight"], layer["down_bias"])
+        return h + self._out_proj(self._act(gate) * up, layer["down_weight"], layer["down_bias"])
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return F.linear(rms_norm(h, self.globals["norm"], self.config.rms_norm_eps), self.globals["lm_head"])

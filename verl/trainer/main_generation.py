@@ -101,6 +101,10 @@ class GenerationConfig:
                               "responses; set rollout.do_sample=true (and a temperature > 0) or n_samples=1")
         try:
             self.rollout.validate()
+            from verl.rollout.parallel import check_tp_config
+
+            check_tp_config(self.rollout.tensor_model_parallel_size, self.trainer.nnodes * self.trainer.n_gpus_per_node,
+                            self.rollout.name, self.rollout.multi_turn.enable, "rollout.tensor_model_parallel_size")
         except ValueError as err:
             raise ConfigError(str(err).replace("actor_rollout_ref.rollout", "rollout")) from err
         return self

@@ -384,7 +384,8 @@ class WorkerRolloutConfig(RolloutConfig):
     log_prob_max_token_len_per_gpu: int = 16384
     """Token budget of one forward with dynamic batch size."""
     tensor_model_parallel_size: int = 1
-    """Ranks one rollout replica spans; this engine runs one full replica per rank (only 1 is supported)."""
+    """Ranks one rollout replica spans (native or vllm engine): attention heads, MLP columns and the KV cache are
+    split over each group of this many consecutive ranks; the rollout data-parallel size is world / this."""
     log_prob_micro_batch_size: int | None = None
     """verl's deprecated global micro-batch size: when set (and the ``_per_gpu`` key is not), the workers use it
     divided by the data-parallel ranks."""

@@ -2,7 +2,9 @@
 
 Each method moves its slice of the batch to the device, calls the actor / rollout / reference, and returns
 a ``DataProto``. In the hybrid roles the rollout engine lives in this process and receives the actor's
-current weights (gathered from the FSDP2 shards, no disk) before it generates.
+current weights (gathered from the FSDP2 shards, no disk) before it generates. With
+``rollout.tensor_model_parallel_size = t``, each group of ``t`` consecutive ranks shares one engine (each rank
+keeps its slice of the weights) and ``generate_sequences`` gives the group one chunk of the batch.
 
 With LoRA (``model.lora_rank > 0``) the actor trains adapters only; the rollout receives base + merged adapter
 deltas, and the reference log-probs come from the same actor with its adapters disabled (no second model).
@@ -39,6 +41,7 @@ from verl.workers.fsdp import (
     to_dtype,
 )
 from verl.workers.lora import LoraSpec, adapters_disabled, lora_summary, merged_weights_iter
+from verl.workers.parallel.groups import make_rank_group
 from verl.workers.parallel.ulysses import check_heads, make_ulysses_group
 from verl.workers.perf import actor_perf_metrics
 
@@ -94,6 +97,9 @@ class ActorRolloutRefWorker(Worker):
         self._register_dispatch_collect_info("actor", self.rank // group, self.rank % group == 0)
         self._actor_fsdp = with_megatron_offload(self.config.actor.fsdp_config, self.config.actor.megatron)
         self._ref_fsdp = with_megatron_offload(self.config.ref.fsdp_config, self.config.ref.megatron)
+        # rollout tensor parallelism: the ranks of a TP group run one engine on the same prompts (the same way)
+        rollout_tp = self.config.rollout.tensor_model_parallel_size
+        self._register_dispatch_collect_info("rollout", self.rank // rollout_tp, self.rank % rollout_tp == 0)
 
     # ------------------------------------------------------------------ set-up
 
@@ -132,7 +138,9 @@ class ActorRolloutRefWorker(Worker):
             if not self._is_actor and rollout_cfg.load_format == "dummy":
                 # no actor in this process to hand over weights: the engine reads the checkpoint itself
                 rollout_cfg = dataclasses.replace(rollout_cfg, load_format="auto")
-            self.rollout = build_rollout(rollout_cfg, model_cfg.path, self.tokenizer, self.device)
+            tp_key = "actor_rollout_ref.rollout.tensor_model_parallel_size"
+            self.rollout_tp = make_rank_group(rollout_cfg.tensor_model_parallel_size, tp_key)
+            self.rollout = build_rollout(rollout_cfg, model_cfg.path, self.tokenizer, self.device, self.rollout_tp)
             if rollout_cfg.multi_turn.enable:  # tools / interactions: the agent loop drives the engine
                 from verl.rollout.agent import AgentLoopRollout
 
@@ -182,12 +190,12 @@ class ActorRolloutRefWorker(Worker):
             return full_state_dict_iter(self.actor_module, dtype)
         return merged_weights_iter(full_state_dict_iter(self.actor_module), self.actor_module, dtype)
 
-    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn("rollout"))
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         if not self._is_rollout:
             raise RuntimeError(f"generate_sequences needs a rollout role; this worker is {self.role!r}")
-        if "seed" in prompts.meta_info:  # one stream per rank, or ranks given copies of a prompt sample alike
-            prompts.meta_info["seed"] = int(prompts.meta_info["seed"]) * 1009 + self.rank
+        if "seed" in prompts.meta_info:  # one stream per replica, or replicas given copies of a prompt sample alike
+            prompts.meta_info["seed"] = int(prompts.meta_info["seed"]) * 1009 + self.rollout_tp.dp_rank
         self.rollout.wake_up()
         sync_s = self._sync_rollout_weights()
         start = time.perf_counter()

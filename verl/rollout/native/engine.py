@@ -9,13 +9,13 @@ from typing import Any
 import torch
 
 from verl.models.config import DecoderConfig
-from verl.models.llama import LlamaDecoder
 from verl.rollout.base import BaseRollout, Generated, GenerationRequest, Prompts, special_tokens
 from verl.rollout.config import RolloutConfig
 from verl.rollout.native.generation import GenerationRun, RunOptions
 from verl.rollout.native.kv_cache import plan_num_slots, round_up
-from verl.rollout.native.runner import ModelRunner
+from verl.rollout.native.tensor_parallel import build_decoder, build_runner
 from verl.utils.device import empty_cache, get_device
+from verl.workers.parallel.groups import RankGroup
 
 __all__ = ["NativeRollout"]
 
@@ -33,6 +33,9 @@ class NativeRollout(BaseRollout):
         tokenizer: optional; its ``eos_token_id`` / ``pad_token_id`` are the defaults of every call.
         generation_config: optional transformers ``GenerationConfig`` (EOS ids when there is no tokenizer).
         device: where to run; the device helper's choice by default.
+        tensor_parallel: this rank's tensor-parallel group (``rollout.tensor_model_parallel_size`` > 1): the
+            engine then holds this rank's heads / MLP columns and their KV cache only, and every rank of the
+            group must make the same calls with the same prompts (see :mod:`.tensor_parallel`).
     """
 
     def __init__(
@@ -43,16 +46,17 @@ class NativeRollout(BaseRollout):
         tokenizer: Any = None,
         generation_config: Any = None,
         device: torch.device | str | None = None,
+        tensor_parallel: RankGroup | None = None,
     ):
         self.config = config.validate()
         self.device = torch.device(device) if device is not None else get_device()
         self.dtype: torch.dtype = getattr(torch, config.dtype)
-        self.decoder = LlamaDecoder(DecoderConfig.from_hf(hf_config), self.device, self.dtype)
+        self.decoder = build_decoder(DecoderConfig.from_hf(hf_config), self.device, self.dtype, tensor_parallel)
         with torch.no_grad():
             self.decoder.load_weights(weights, share=True)
         self.decoder.check_complete()
         self.default_eos, self.default_pad = special_tokens(tokenizer, generation_config, hf_config)
-        self.runner = ModelRunner(
+        self.runner = build_runner(
             self.decoder,
             use_cuda_graphs=not config.enforce_eager,
             use_compile=not config.enforce_eager,

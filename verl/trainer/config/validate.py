@@ -139,6 +139,20 @@ def _check_batch_sizes(config: PPOConfig, ranks: int) -> None:
             )
 
 
+def _hf_config(path: str | None):
+    """The ``config.json`` of the model directory ``path`` (its ``text_config`` for a multimodal model) as a
+    namespace, or ``None`` when there is no path or no such file (the model checks then run in the workers)."""
+    config_file = os.path.join(os.path.expanduser(path), "config.json") if path else ""
+    if not os.path.isfile(config_file):
+        return None
+    import json
+    from types import SimpleNamespace
+
+    with open(config_file) as f:
+        hf = json.load(f)
+    return SimpleNamespace(**hf.get("text_config", hf))
+
+
 def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
     """Ulysses degrees: dividing the worker group, packed forwards, and (with the model at hand) the head counts."""
     arr = config.actor_rollout_ref
@@ -155,18 +169,12 @@ def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: b
         if not model.use_remove_padding:
             model_key = "actor_rollout_ref.model" if name.startswith("actor") else "critic.model"
             raise ConfigError(f"{key}={sp} splits packed sequences: set {model_key}.use_remove_padding=true")
-        path = (model.path or arr.model.path) if check_environment else None
-        config_file = os.path.join(path, "config.json") if path else ""
-        if os.path.isfile(config_file):
-            import json
-            from types import SimpleNamespace
-
+        hf = _hf_config((model.path or arr.model.path) if check_environment else None)
+        if hf is not None:
             from verl.workers.parallel.ulysses import check_heads
 
-            with open(config_file) as f:
-                hf = json.load(f)
             try:
-                check_heads(SimpleNamespace(**hf.get("text_config", hf)), sp, key)
+                check_heads(hf, sp, key)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
 
@@ -195,20 +203,30 @@ def _check_tensor_parallel(config: PPOConfig, ranks: int, check_environment: boo
         if 0 < fsdp_size < ranks // tp:
             raise ConfigError(f"{key}={tp} with {fsdp_key}.fsdp_size={fsdp_size} (hybrid sharding) is not available; "
                               "leave fsdp_size=-1")
-        path = (model.path or arr.model.path) if check_environment else None
-        config_file = os.path.join(path, "config.json") if path else ""
-        if os.path.isfile(config_file):
-            import json
-            from types import SimpleNamespace
-
+        hf = _hf_config((model.path or arr.model.path) if check_environment else None)
+        if hf is not None:
             from verl.workers.parallel.tensor_parallel import check_tensor_parallel
 
-            with open(config_file) as f:
-                hf = json.load(f)
             try:
-                check_tensor_parallel(SimpleNamespace(**hf.get("text_config", hf)), tp, key)
+                check_tensor_parallel(hf, tp, key)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+
+
+def _check_rollout_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
+    """Rollout tensor parallelism (native or vLLM engine): backend, dividing the worker group, and (with the model
+    at hand) heads divisible by the degree."""
+    from verl.rollout.parallel import KEY, check_tp_config, check_tp_model
+
+    rollout = config.actor_rollout_ref.rollout
+    tp = rollout.tensor_model_parallel_size
+    try:
+        check_tp_config(tp, ranks, rollout.name, rollout.multi_turn.enable)
+        hf = _hf_config(config.actor_rollout_ref.model.path if check_environment and tp > 1 else None)
+        if hf is not None:
+            check_tp_model(hf, tp, rollout.name, KEY)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_algorithm(config: PPOConfig) -> None:
@@ -324,8 +342,6 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
         raise ConfigError(str(exc)) from None
     if check_environment and arr.rollout.name == "vllm" and resolve_device(config) == "cpu":
         _check_vllm_cpu_head_size(arr.model.path)
-    if arr.rollout.tensor_model_parallel_size != 1:
-        raise ConfigError("actor_rollout_ref.rollout.tensor_model_parallel_size must be 1: each rank runs a full rollout replica")
     if config.data.max_prompt_length < 1 or config.data.max_response_length < 1:
         raise ConfigError("data.max_prompt_length and data.max_response_length must be >= 1")
     _check_algorithm(config)
@@ -334,3 +350,5 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     _check_tensor_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
                            check_environment)
     _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
+    _check_rollout_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
+                            check_environment)

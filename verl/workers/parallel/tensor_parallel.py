@@ -52,11 +52,9 @@ def check_tensor_parallel(config: Any, tp_size: int, key: str) -> None:
     if heads is None or intermediate is None:
         raise ValueError(f"{key}={tp_size}: tensor parallelism supports Llama-family models (num_attention_heads, "
                          "intermediate_size in the config); this config has neither")
-    if heads % tp_size or kv_heads % tp_size:
-        raise ValueError(f"{key}={tp_size} must divide the model's {heads} attention heads and {kv_heads} key/value "
-                         f"heads (each rank computes heads / {key}); use a divisor of {kv_heads}")
-    if intermediate % tp_size:
-        raise ValueError(f"{key}={tp_size} must divide the model's intermediate_size={intermediate}")
+    from verl.rollout.parallel import check_tp_shape  # one shape check for training and rollout TP
+
+    check_tp_shape(heads, kv_heads, intermediate, tp_size, key)
 
 
 def apply_tensor_parallel(model: nn.Module, tp_mesh: Any, layers: list[nn.Module], key: str) -> None:

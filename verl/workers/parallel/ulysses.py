@@ -26,52 +26,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from verl.workers.parallel.groups import RankGroup, check_heads, make_rank_group
+
 __all__ = ["SequenceShard", "UlyssesGroup", "check_heads", "gather_kept", "make_ulysses_group", "shard_packed_inputs",
            "ulysses_attention"]
 
 
-@dataclass(frozen=True)
-class UlyssesGroup:
-    """This rank's sequence-parallel group: ranks ``[dp_rank * size, (dp_rank + 1) * size)`` of the worker group."""
-
-    group: dist.ProcessGroup | None
-    size: int
-    rank: int  # within the group
-    dp_rank: int  # which group
-
-    @property
-    def is_collect(self) -> bool:
-        """Whether this rank returns the group's results to the driver (its first rank)."""
-        return self.rank == 0
-
-
-def make_ulysses_group(sp_size: int, key: str) -> UlyssesGroup:
-    """Split the default process group into consecutive groups of ``sp_size`` ranks (every rank must call this)."""
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if sp_size < 1 or world % sp_size:
-        raise ValueError(f"{key}={sp_size} must divide the worker group's {world} ranks")
-    if sp_size == 1:
-        return UlyssesGroup(None, 1, 0, rank)
-    mine = None
-    for start in range(0, world, sp_size):  # new_group is collective: every rank creates every group
-        group = dist.new_group(list(range(start, start + sp_size)))
-        if start <= rank < start + sp_size:
-            mine = group
-    return UlyssesGroup(mine, sp_size, rank % sp_size, rank // sp_size)
-
-
-def check_heads(config, sp_size: int, key: str) -> None:
-    """Attention and key/value head counts of a transformers ``config`` must divide by ``sp_size``."""
-    if sp_size <= 1:
-        return
-    heads = getattr(config, "num_attention_heads", None)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    if heads is None:
-        raise ValueError(f"{key}={sp_size}: the model config has no num_attention_heads to split over the group")
-    if heads % sp_size or kv_heads % sp_size:
-        raise ValueError(f"{key}={sp_size} must divide the model's {heads} attention heads and {kv_heads} key/value "
-                         f"heads (each rank attends with heads / {key}); use a divisor of {kv_heads}")
+UlyssesGroup = RankGroup  # this rank's sequence-parallel group (consecutive ranks, see :mod:`.groups`)
+make_ulysses_group = make_rank_group
 
 
 @dataclass(frozen=True)
