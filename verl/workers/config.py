@@ -217,6 +217,10 @@ class ModelConfig(HFModelConfig):
     lora_adapter_path: str | None = None
     """A saved peft LoRA adapter (a directory with ``adapter_config.json``) the actor starts from and keeps training;
     its rank, alpha and targets are used (``lora_rank`` may stay 0)."""
+    lora: dict[str, Any] = field(default_factory=dict)
+    """verl's nested LoRA spelling: ``lora.rank``, ``lora.alpha`` (default 32), ``lora.target_modules`` (Megatron
+    layer names such as ``linear_qkv`` map to the Hugging Face ones), ``lora.exclude_modules``,
+    ``lora.adapter_path``; the same settings as the flat keys above."""
     use_shm: bool = False
     """Copy the model directory to ``/dev/shm`` once and load it from there (faster repeated loading)."""
 

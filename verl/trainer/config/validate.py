@@ -93,7 +93,7 @@ def _check_lora(config: PPOConfig) -> None:
     model = config.actor_rollout_ref.model
     try:
         spec = LoraSpec.from_model_config(model, "actor_rollout_ref.model")
-        if spec is not None:
+        if spec is not None and os.path.isdir(os.path.expanduser(model.path)):  # --cfg job: the model may be elsewhere
             describe_lora(model.path, spec, model.trust_remote_code)
     except ValueError as err:
         raise ConfigError(str(err)) from None
