@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verl.utils.config import ConfigError
+
+if TYPE_CHECKING:
+    from verl.rollout.config import RolloutConfig
+    from verl.workers.config import RewardModelConfig
 
 __all__ = ["check_reward_loop", "genrm_engine_config", "is_generative_reward_model"]
 
@@ -19,7 +23,7 @@ def is_generative_reward_model(config: Any) -> bool:
     return bool(rm.enable and rm.use_reward_loop and config.custom_reward_function.path and rm.rollout.name not in UNSET)
 
 
-def genrm_engine_config(rm: Any) -> Any:
+def genrm_engine_config(rm: RewardModelConfig) -> RolloutConfig:
     """The engine config (:class:`verl.rollout.config.RolloutConfig`) of the generative reward model, from
     ``reward_model.rollout``; sampling settings come with each request."""
     from verl.rollout.config import RolloutConfig
@@ -45,7 +49,7 @@ def genrm_engine_config(rm: Any) -> Any:
 
 def check_reward_loop(config: Any) -> None:
     """Raise :class:`ConfigError` for reward-loop settings that cannot run here."""
-    rm = config.reward_model
+    rm: RewardModelConfig = config.reward_model
     if rm.num_workers < 1:
         raise ConfigError(f"reward_model.num_workers={rm.num_workers} must be >= 1")
     if rm.rollout.name in ("sglang", "trtllm"):
@@ -53,12 +57,13 @@ def check_reward_loop(config: Any) -> None:
     if not is_generative_reward_model(config):
         return
     ro = rm.rollout
-    one_process = {"tensor_model_parallel_size": "tensor parallelism", "data_parallel_size": "data-parallel replicas",
-                   "expert_parallel_size": "expert parallelism"}
-    for name, what in one_process.items():
-        if getattr(ro, name) != 1:
-            raise ConfigError(f"{KEY}.{name}={getattr(ro, name)}: the generative reward model runs in one engine in "
-                              f"the driver process, without {what}; set {KEY}.{name}=1")
+    one_process = (("tensor_model_parallel_size", ro.tensor_model_parallel_size, "tensor parallelism"),
+                   ("data_parallel_size", ro.data_parallel_size, "data-parallel replicas"),
+                   ("expert_parallel_size", ro.expert_parallel_size, "expert parallelism"))
+    for name, value, what in one_process:
+        if value != 1:
+            raise ConfigError(f"{KEY}.{name}={value}: the generative reward model runs in one engine in the driver "
+                              f"process, without {what}; set {KEY}.{name}=1")
     if ro.cudagraph_capture_sizes is not None:
         raise ConfigError(f"{KEY}.cudagraph_capture_sizes: set vLLM's capture sizes with "
                           f"+{KEY}.engine_kwargs.vllm.compilation_config instead")
