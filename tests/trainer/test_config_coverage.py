@@ -4,13 +4,19 @@ Each leaf key is one of:
 - a FIXED key (:mod:`verl.trainer.config.compat`): a value outside its accepted ones is refused before anything
   starts, with a message naming the key (checked here for every such key);
 - a SAME_EITHER_WAY key: any value behaves the same here, for the reason the table gives (printed in the docs);
-- read by the library: its field name is used by code outside the modules that only declare or range-check the
-  schema (attribute access or the name as a string), or it is the source of a derived key that is read.
+- read by the library, by its full dotted path (``tests/trainer/config_reads.py``): code outside the modules that
+  only declare or range-check the schema reads that field from an expression holding that key's section (its
+  dataclass, inferred from annotations and assignments). Where a section is handed on whole and read generically
+  (:data:`GENERIC`, with the reason), or where only one class of the schema has a field of that name, a read of the
+  field name is enough. A key that is the source of a derived key that is read counts as read.
 It also checks that every key of verl's composed PPO config (``verl_examples/verl_ppo_keys.txt``, from verl's
 ``_generated_ppo_trainer.yaml``) is a key here.
 """
 
+import dataclasses
+import fnmatch
 import re
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -21,6 +27,7 @@ from verl.trainer.config import PPOConfig, load_config, validate_config
 from verl.trainer.config.compat import GLOBAL_MICRO_BATCHES, check_fixed_keys, fixed_rule, same_either_way_reason
 from verl.utils.config import ConfigError, from_mapping, iter_fields
 
+sys.path.insert(0, str(Path(__file__).parent))
 ROOT = Path(verl.__file__).parent
 DECLARING = {"workers/config.py", "workers/config_sections.py", "rollout/config.py", "data/config.py", "reward/config.py",
              "trainer/config/schema.py", "trainer/config/compat.py", "trainer/config/ranges.py",
@@ -31,14 +38,59 @@ OTHERS = re.compile(r"(\.lora|lora_|\.target_modules|exclude_modules|layered_sum
                     r"data\.tool_config_path)")
 
 
+# sections handed on whole and read by field name without a type the analysis can follow: a read of the field's
+# name counts for them (``pattern: why``)
+GENERIC = {
+    "*.profiler": "profiler sections go whole to verl.utils.profiler, which reads them untyped",
+    "global_profiler.global_tool_config.*": "tool options go whole to torch.profiler / the memory recorder",
+    "actor_rollout_ref.rollout": "the rollout section goes whole to the engines (sampling keys read by name)",
+    "actor_rollout_ref.rollout.val_kwargs": "read by name with the sampling keys of the rollout section",
+    "actor_rollout_ref.actor": "the actor section goes to the workers as a plain mapping",
+    "actor_rollout_ref.ref": "the reference section goes to the workers as a plain mapping",
+    "critic": "the critic section goes to its worker as a plain mapping",
+    "*.model": "model sections are loaded by the shared model-loading code",
+    "reward_model": "the reward manager's keys are read from a plain dict (verl.reward.loader)",
+    "reward_model.overlong_buffer": "read from a plain dict by the dapo reward manager",
+    "reward_manager": "read from a plain dict (verl.reward.loader)",
+    "custom_reward_function": "read from a plain dict (verl.reward.loader)",
+    "data": "the data section goes to the dataset as a plain mapping",
+}
+FILES = [p for p in ROOT.rglob("*.py") if str(p.relative_to(ROOT)) not in DECLARING]
+
+
 @cache
 def code_text() -> str:
-    return "\n".join(p.read_text() for p in ROOT.rglob("*.py") if str(p.relative_to(ROOT)) not in DECLARING)
+    return "\n".join(p.read_text() for p in FILES)
+
+
+@cache
+def reads():
+    from config_reads import read_fields
+
+    return read_fields(PPOConfig, FILES)
+
+
+@cache
+def owners() -> dict[str, int]:
+    """How many classes of the schema have a field of each name."""
+    from config_reads import schema_classes
+
+    classes = set().union(*schema_classes(PPOConfig).values())
+    count: dict[str, int] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            count[f.name] = count.get(f.name, 0) + 1
+    return count
 
 
 def is_read(key: str) -> bool:
-    name = key.rsplit(".", 1)[-1]
-    if re.search(rf"\.{re.escape(name)}\b|[\"']{re.escape(name)}[\"']", code_text()):
+    from config_reads import is_read_path
+
+    section, _, name = key.rpartition(".")
+    if is_read_path(key, PPOConfig, reads()):
+        return True
+    by_name = owners().get(name, 0) == 1 or any(fnmatch.fnmatchcase(section, p) for p in GENERIC)
+    if by_name and re.search(rf"\.{re.escape(name)}\b|[\"']{re.escape(name)}[\"']", code_text()):
         return True
     if any(key == f"{path}.{global_key}" for path, global_key, _ in GLOBAL_MICRO_BATCHES):
         return True  # verl's global micro-batch sizes: divided over the ranks by compat.per_gpu_sizes
@@ -102,3 +154,19 @@ def test_every_key_of_verls_composed_config_is_known():
                and not any(k.startswith(f + ".") for f in free_form)  # an entry of a free-form mapping
                and not any(o.startswith(k + ".") for o in ours)]  # verl's one interpolated node, a section here
     assert not missing, f"verl keys unknown here: {missing}"
+
+
+def test_reads_are_told_apart_by_full_path(tmp_path):
+    """``dtype`` read from the actor's rollout section does not make ``reward_model.rollout.dtype`` read."""
+    from config_reads import is_read_path, read_fields
+
+    code = tmp_path / "user.py"
+    code.write_text("def engine(config: PPOConfig):\n"
+                    "    ro = config.actor_rollout_ref.rollout\n"
+                    "    return ro.dtype, config.reward_model.rollout.prompt_length\n")
+    found = read_fields(PPOConfig, [code])
+    assert is_read_path("actor_rollout_ref.rollout.dtype", PPOConfig, found)
+    assert not is_read_path("reward_model.rollout.dtype", PPOConfig, found)
+    assert is_read_path("reward_model.rollout.prompt_length", PPOConfig, found)
+    assert not is_read_path("actor_rollout_ref.rollout.prompt_length", PPOConfig, found)
+    assert is_read_path("reward_model.rollout.dtype", PPOConfig, reads()), "verl.reward.loop reads it"

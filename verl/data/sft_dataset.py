@@ -47,6 +47,9 @@ class MultiturnConfig:
     """Column with the list of ``{"role": ..., "content": ...}`` messages."""
     tools_key: str = "tools"
     """Optional column with the tool schemas passed to the chat template (absent or null: no tools)."""
+    enable_thinking_key: str = "enable_thinking"
+    """Optional column with a per-row ``enable_thinking`` flag passed to the chat template (absent or null: the
+    template's default, or ``data.apply_chat_template_kwargs``)."""
 
 
 @dataclass
@@ -262,12 +265,12 @@ class SFTDataset(Dataset):
             raise ValueError("the tokenizer has no chat_template; set data.chat_template to a Jinja template")
         self.tokenizer = tokenizer
         files = [data_files] if isinstance(data_files, str) else list(data_files)
-        self.rows: list[tuple[list[dict[str, Any]], Any, str]] = []  # (messages, tools, where)
+        self.rows: list[tuple[list[dict[str, Any]], Any, str, dict | None]] = []  # (messages, tools, where, template)
         for path in files:
             for r, row in enumerate(read_rows(path)):
                 self.rows.append(self._conversation(row, f"{path}, row {r}"))
 
-    def _conversation(self, row: dict[str, Any], where: str) -> tuple[list[dict[str, Any]], Any, str]:
+    def _conversation(self, row: dict[str, Any], where: str) -> tuple[list[dict[str, Any]], Any, str, dict | None]:
         cfg = self.config
         if cfg.multiturn.enable:
             key = cfg.multiturn.messages_key
@@ -276,7 +279,9 @@ class SFTDataset(Dataset):
             messages = _as_messages(row[key], f"{where}, column {key!r}")
             if not any(m["role"] == "assistant" for m in messages):
                 raise ValueError(f"{where}: the conversation has no assistant message to train on")
-            return messages, _decoded_tools(row.get(cfg.multiturn.tools_key), where), where
+            thinking = row.get(cfg.multiturn.enable_thinking_key)
+            template = None if thinking is None else {"enable_thinking": bool(thinking)}
+            return messages, _decoded_tools(row.get(cfg.multiturn.tools_key), where), where, template
         for key in (cfg.prompt_key, cfg.response_key):
             if key not in row:
                 raise ValueError(f"{where}: no column {key!r} (columns: {sorted(row)}); set data.prompt_key / "
@@ -290,15 +295,16 @@ class SFTDataset(Dataset):
             messages = [{"role": "user", "content": prompt}]
         else:
             messages = _as_messages(prompt, f"{where}, column {cfg.prompt_key!r}")
-        return [*messages, {"role": "assistant", "content": response}], None, where
+        return [*messages, {"role": "assistant", "content": response}], None, where, None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        messages, tools, where = self.rows[index]
+        messages, tools, where, template = self.rows[index]
         cfg = self.config
-        ids, mask = tokenize_conversation(self.tokenizer, messages, tools, cfg.apply_chat_template_kwargs)
+        kwargs = {**cfg.apply_chat_template_kwargs, **(template or {})}  # a row's enable_thinking wins
+        ids, mask = tokenize_conversation(self.tokenizer, messages, tools, kwargs)
         if len(ids) > cfg.max_length:
             if cfg.truncation == "error":
                 raise ValueError(f"{where}: the conversation is {len(ids)} tokens, longer than data.max_length="

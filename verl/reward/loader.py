@@ -114,22 +114,25 @@ def _section(config: Any, key: str) -> Any:
     return getattr(config, key, None)
 
 
-def get_custom_reward_fn(config: Any) -> CustomRewardFunction | None:
+def get_custom_reward_fn(config: Any, score_kwargs: dict[str, Any] | None = None) -> CustomRewardFunction | None:
     """The function named by ``config.custom_reward_function`` (``path``, ``name``, ``reward_kwargs``), or
-    ``None`` when no path is set."""
+    ``None`` when no path is set. ``score_kwargs`` are bound too (the reward loop's ``reward_router_address`` and
+    ``reward_model_tokenizer``)."""
     cfg = CustomRewardFunctionConfig.from_any(_section(config, "custom_reward_function"), "custom_reward_function")
     if not cfg.path:
         return None
-    return CustomRewardFunction(cfg.path, cfg.name, cfg.reward_kwargs)
+    return CustomRewardFunction(cfg.path, cfg.name, {**cfg.reward_kwargs, **(score_kwargs or {})})
 
 
-def load_reward_manager(config: Any, tokenizer: Any, num_examine: int = 0, **reward_kwargs: Any) -> Any:
+def load_reward_manager(config: Any, tokenizer: Any, num_examine: int = 0,
+                        score_kwargs: dict[str, Any] | None = None, **reward_kwargs: Any) -> Any:
     """The reward manager chosen by ``config.reward_model.reward_manager``, scoring with the custom function
     (``custom_reward_function``) or ``default_compute_score``.
 
     Constructor arguments come from ``config.reward_model.reward_kwargs`` updated by ``reward_kwargs``; the
     data-source column is ``config.data.reward_fn_key``; the ``dapo`` manager also gets
     ``max_resp_len=config.data.max_response_length`` and ``overlong_buffer_cfg=config.reward_model.overlong_buffer``.
+    ``score_kwargs`` are bound to the custom score function (see :func:`get_custom_reward_fn`).
     """
     rm_section = to_plain_dict(_section(config, "reward_model"))
     known = {"reward_manager", "reward_kwargs", "overlong_buffer"}
@@ -152,7 +155,7 @@ def load_reward_manager(config: Any, tokenizer: Any, num_examine: int = 0, **rew
     return cls(
         tokenizer=tokenizer,
         num_examine=num_examine,
-        compute_score=get_custom_reward_fn(config),
+        compute_score=get_custom_reward_fn(config, score_kwargs),
         reward_fn_key=data_section.get("reward_fn_key") or "data_source",
         **kwargs,
     )

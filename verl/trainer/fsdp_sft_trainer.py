@@ -31,12 +31,36 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def parse_config(argv: Sequence[str] | None = None) -> SFTConfig:
-    """The :class:`SFTConfig` of ``key=value`` command-line overrides (``--help`` prints the keys)."""
+ENGINE_CONFIG = "sft_trainer_engine"
+
+
+def _names_engine_config(args: Sequence[str]) -> bool:
+    from pathlib import Path
+
+    from verl.utils.cli import parse_command_line
+
+    name = parse_command_line(args).config_name
+    return bool(name) and Path(name.strip("'\"")).name.removesuffix(".yaml") == ENGINE_CONFIG
+
+
+def parse_config(argv: Sequence[str] | None = None, engine: bool = False) -> SFTConfig:
+    """The :class:`SFTConfig` of ``key=value`` command-line overrides (``--help`` prints the keys). With
+    ``engine`` (or ``--config-name sft_trainer_engine``) the keys are those of verl's engine SFT config
+    (:mod:`verl.trainer.sft.engine_config`), translated to :class:`SFTConfig`."""
     from verl.utils.cli import parse_cli_config
 
-    return parse_cli_config(SFTConfig, argv, "python -m verl.trainer.fsdp_sft_trainer", __doc__.split("\n\n")[0],
-                            check=lambda cfg: cfg.validate(int(os.environ.get("WORLD_SIZE", 1))))  # for --cfg job
+    args = list(sys.argv[1:] if argv is None else argv)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if engine or _names_engine_config(args):
+        from verl.trainer.sft.engine_config import SFTEngineConfig
+
+        if engine and not _names_engine_config(args):
+            args = ["--config-name", ENGINE_CONFIG, *args]
+        cfg = parse_cli_config(SFTEngineConfig, args, "python -m verl.trainer.sft_trainer", __doc__.split("\n\n")[0],
+                               check=lambda c: c.to_sft_config().validate(world))  # for --cfg job
+        return cfg.to_sft_config()
+    return parse_cli_config(SFTConfig, args, "python -m verl.trainer.fsdp_sft_trainer", __doc__.split("\n\n")[0],
+                            check=lambda cfg: cfg.validate(world))  # for --cfg job
 
 
 def init_distributed() -> None:
@@ -67,12 +91,12 @@ def run_sft(config: SFTConfig) -> dict[str, float]:
             dist.destroy_process_group()
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+def main(argv: Sequence[str] | None = None, engine: bool = False) -> dict[str, float]:
     from verl.utils.config import ConfigError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = parse_config(argv)
+        config = parse_config(argv, engine)
         world = int(os.environ.get("WORLD_SIZE", 1))
         config.validate(world)
     except ConfigError as err:

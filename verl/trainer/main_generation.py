@@ -77,6 +77,52 @@ class GenTrainerConfig:
 
 
 @dataclass
+class GenFSDPConfig:
+    """``actor.fsdp_config.*`` of verl's generation config."""
+
+    fsdp_size: int = -1
+    """verl: the FSDP group of the rollout worker's training copy. Generation here loads the checkpoint straight
+    into the engine (no FSDP model), so any value gives the same samples."""
+    forward_prefetch: bool = False
+    """verl: FSDP forward prefetch of that copy; any value gives the same samples (no FSDP model here)."""
+
+
+@dataclass
+class GenActorConfig:
+    """``actor.*`` of verl's generation config: settings of the rollout worker's training-side model, which
+    generation does not run. ``strategy`` is checked; the others give the same samples whatever their value."""
+
+    strategy: str = "fsdp"
+    """``fsdp`` or ``fsdp2`` (Megatron-LM is not supported)."""
+    ulysses_sequence_parallel_size: int = 1
+    """verl: sequence parallelism of training forwards; generation runs none (any value, same samples)."""
+    entropy_from_logits_with_chunking: bool = False
+    """An entropy-kernel option of training forwards (any value, same samples)."""
+    entropy_checkpointing: bool = False
+    """An entropy-kernel option of training forwards (any value, same samples)."""
+    fsdp_config: GenFSDPConfig = field(default_factory=GenFSDPConfig)
+    """FSDP settings of the training-side model."""
+
+
+@dataclass
+class GenRayInitConfig:
+    """``ray_kwargs.ray_init.*``."""
+
+    num_cpus: int | None = None
+    """CPUs of the Ray cluster started for a multi-process run (None = all)."""
+
+
+@dataclass
+class GenRayConfig:
+    """``ray_kwargs.*``: Ray settings of a multi-process run (more than one rollout worker)."""
+
+    ray_init: GenRayInitConfig = field(default_factory=GenRayInitConfig)
+    """Arguments of ``ray.init``."""
+    timeline_json_file: str | None = None
+    """Write Ray's task timeline (Chrome trace JSON) here after generating."""
+
+
+@dataclass
 class GenerationConfig:
     """The whole offline generation run."""
 
@@ -89,7 +135,12 @@ class GenerationConfig:
     model: GenModelConfig = field(default_factory=GenModelConfig)
     """The model."""
     rollout: WorkerRolloutConfig = field(default_factory=WorkerRolloutConfig)
-    """The rollout engine and sampling (``rollout.n`` stays 1: use ``data.n_samples``)."""
+    """The rollout engine and sampling (``rollout.n`` stays 1: use ``data.n_samples``). No log-prob pass runs, so
+    ``log_prob_*`` and ``calculate_log_probs`` give the same output whatever their value."""
+    actor: GenActorConfig = field(default_factory=GenActorConfig)
+    """verl's training-side settings of the rollout worker (see the section)."""
+    ray_kwargs: GenRayConfig = field(default_factory=GenRayConfig)
+    """Ray settings."""
 
     def validate(self) -> GenerationConfig:
         if self.data.n_samples < 1 or self.data.batch_size < 1:
@@ -107,7 +158,23 @@ class GenerationConfig:
                             self.rollout.name, self.rollout.multi_turn.enable, "rollout.tensor_model_parallel_size")
         except ValueError as err:
             raise ConfigError(str(err).replace("actor_rollout_ref.rollout", "rollout")) from err
+        self._check_verl_keys()
         return self
+
+    def _check_verl_keys(self) -> None:
+        """The rollout keys PPO accepts only at some values (``compat.FIXED``), and the actor's strategy."""
+        from verl.trainer.config.compat import fixed_rule
+        from verl.utils.config import iter_fields
+
+        if self.actor.strategy not in ("fsdp", "fsdp2"):
+            raise ConfigError(f"actor.strategy={self.actor.strategy!r}: Megatron-LM is not supported; use fsdp")
+        if self.rollout.tensor_model_parallel_size != 1:
+            raise ConfigError(f"rollout.tensor_model_parallel_size={self.rollout.tensor_model_parallel_size}: each "
+                              "rollout worker runs a full replica; set it to 1 (more workers: trainer.n_gpus_per_node)")
+        for key, value, _ in iter_fields(self.rollout):
+            rule = fixed_rule(f"actor_rollout_ref.rollout.{key}")
+            if rule is not None and not any(value == a and type(value) is not bool or value is a for a in rule[0]):
+                raise ConfigError(f"rollout.{key}={value!r} is not supported: {rule[1]}")
 
 
 def _prompt_dataset(cfg: GenerationConfig, tokenizer: Any):
@@ -163,7 +230,7 @@ def _ray_generator(cfg: GenerationConfig) -> Callable[[Any], Any]:
     from verl.workers.fsdp_workers import ActorRolloutRefWorker
 
     if not ray.is_initialized():
-        ray.init(runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+        ray.init(num_cpus=cfg.ray_kwargs.ray_init.num_cpus, runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     model = {"path": os.path.expanduser(cfg.model.path), "tokenizer_path": cfg.model.tokenizer_path,
              "external_lib": cfg.model.external_lib, "trust_remote_code": cfg.model.trust_remote_code}
     pool = RayResourcePool([cfg.trainer.n_gpus_per_node] * cfg.trainer.nnodes, use_gpu=is_accelerator_available())
@@ -200,6 +267,10 @@ def run_generation(cfg: GenerationConfig) -> str:
     processes = cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node
     generate = _ray_generator(cfg) if processes > 1 else _local_generator(cfg, tokenizer)
     responses = generate_responses(cfg, tokenizer, generate)
+    if processes > 1 and cfg.ray_kwargs.timeline_json_file:
+        import ray
+
+        ray.timeline(filename=cfg.ray_kwargs.timeline_json_file)
     output = os.path.expanduser(cfg.data.output_path)
     write_output(os.path.expanduser(cfg.data.path), output, responses)
     print(f"wrote {len(responses)} rows x {cfg.data.n_samples} responses to {output}")

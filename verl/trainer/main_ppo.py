@@ -115,7 +115,7 @@ def run_ppo(config: PPOConfig) -> dict[str, float]:
     if mode == "local":
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # what Ray mode gives its workers
     print(f"execution mode: {mode}" + (" (one process, no Ray)" if mode == "local" else ""), flush=True)
-    from verl.reward.loader import load_reward_manager
+    from verl.reward.loop import build_reward_loop
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer
     from verl.workers.fsdp_workers import load_tokenizer
 
@@ -124,15 +124,19 @@ def run_ppo(config: PPOConfig) -> dict[str, float]:
         tokenizer = load_tokenizer(config.data.tokenizer or model.tokenizer_path or model.path,
                                    model.trust_remote_code, model.custom_chat_template)
         train_loader, val_loader = build_dataloaders(config, tokenizer)
-        reward_fn = load_reward_manager(config, tokenizer, num_examine=0)
-        val_reward_fn = load_reward_manager(config, tokenizer, num_examine=1)
-    started = start_ray(config) if mode == "ray" else False
-    trainer = RayPPOTrainer(config, tokenizer, reward_fn, val_reward_fn, train_loader, val_loader)
+        rewards = build_reward_loop(config, tokenizer)  # reward managers (+ a generative reward model's server)
+    try:
+        started = start_ray(config) if mode == "ray" else False
+        trainer = RayPPOTrainer(config, tokenizer, rewards.reward_fn, rewards.val_reward_fn, train_loader, val_loader)
+    except BaseException:
+        rewards.close()
+        raise
     try:
         trainer.init_workers()
         return trainer.fit()
     finally:
         trainer.shutdown()
+        rewards.close()
         if mode == "ray" and config.ray_kwargs.timeline_json_file:
             import ray
 

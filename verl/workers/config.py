@@ -218,6 +218,10 @@ class ModelConfig(HFModelConfig):
     lora_adapter_path: str | None = None
     """A saved peft LoRA adapter (a directory with ``adapter_config.json``) the actor starts from and keeps training;
     its rank, alpha and targets are used (``lora_rank`` may stay 0)."""
+    lora: dict[str, Any] = field(default_factory=dict)
+    """verl's nested LoRA spelling: ``lora.rank``, ``lora.alpha`` (default 32), ``lora.target_modules`` (Megatron
+    layer names such as ``linear_qkv`` map to the Hugging Face ones), ``lora.exclude_modules``,
+    ``lora.adapter_path``; the same settings as the flat keys above."""
     use_shm: bool = False
     """Copy the model directory to ``/dev/shm`` once and load it from there (faster repeated loading)."""
 
@@ -593,12 +597,12 @@ class RewardModelConfig:
     ulysses_sequence_parallel_size: int = 1
     """Ulysses sequence-parallel degree."""
     use_reward_loop: bool = True
-    """verl's reward loop (reward computed by ``num_workers`` reward workers). Here the reward manager scores in
-    the driver (its managers run their scorer calls in parallel where they can); both values give the same
-    rewards."""
+    """verl's reward loop: rewards scored by ``num_workers`` worker processes, and a generative reward model
+    (``enable`` + ``custom_reward_function.path`` + ``rollout.name``) served to the reward function by a rollout
+    engine. ``false``: the reward manager scores in the driver and ``rollout.*`` is not used."""
     num_workers: int = 1
-    """verl: reward-loop workers, which only spread the scoring. Here the driver's reward manager scores
-    (``prime``: in a process pool sized by ``reward_kwargs.num_workers``); any value gives the same rewards."""
+    """Reward-loop worker processes: with ``use_reward_loop`` each scoring round splits the batch over this many
+    processes, each running the reward manager on its part (same rewards, scored in parallel); 1 = in the driver."""
     reward_loop_source: str = "register"
     """Where the reward loop's manager comes from: ``register`` (by ``reward_manager`` name)."""
     reward_loop_module_path: str | None = None
@@ -608,4 +612,5 @@ class RewardModelConfig:
     sandbox_fusion: SandboxFusionConfig = field(default_factory=SandboxFusionConfig)
     """A remote SandboxFusion service for code rewards (not available: code runs in the local sandbox)."""
     rollout: RewardRolloutConfig = field(default_factory=RewardRolloutConfig)
-    """A generative reward model served by a rollout engine (not available: ``name`` must stay unset)."""
+    """The engine serving a generative reward model (with ``use_reward_loop``, ``enable`` and a reward function);
+    a discriminative model (no reward function) is scored by the reward-model worker whatever the engine."""

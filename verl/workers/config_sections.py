@@ -158,50 +158,54 @@ class SandboxFusionConfig:
 
 @dataclass
 class RewardRolloutConfig:
-    """The rollout engine of a generative reward model (``reward_model.rollout``; not available)."""
+    """The rollout engine of a generative reward model (``reward_model.rollout``, verl's reward loop): it runs in
+    the driver process behind an OpenAI-compatible endpoint (``verl.reward.loop``) that the reward function calls
+    through ``reward_router_address``. Read only for a generative reward model (``reward_model.enable``,
+    ``use_reward_loop`` and ``custom_reward_function.path``); a discriminative one is scored by the reward-model
+    worker (the classifier's output at the last token, the score verl's engines return for it)."""
 
     name: str | None = None
-    """Engine name; only unset (verl's ``???``) is accepted."""
+    """Engine: ``native``, ``vllm`` or ``hf``; unset (verl's ``???``) = no generative reward model."""
     dtype: str = "bfloat16"
     """Engine dtype."""
     gpu_memory_utilization: float = 0.5
-    """Memory fraction."""
+    """Memory fraction of the engine (vLLM)."""
     enforce_eager: bool = True
     """No CUDA graphs."""
     cudagraph_capture_sizes: list[int] | None = None
-    """Captured batch sizes."""
+    """Captured batch sizes (only null: use ``engine_kwargs.vllm.compilation_config``)."""
     free_cache_engine: bool = True
-    """Free the KV cache after use."""
+    """Free the engine's KV cache after each scoring round."""
     data_parallel_size: int = 1
-    """Data-parallel replicas."""
+    """Data-parallel replicas (only 1: one engine in the driver process)."""
     expert_parallel_size: int = 1
-    """Expert parallelism."""
-    tensor_model_parallel_size: int = 2
-    """Tensor parallelism."""
+    """Expert parallelism (only 1)."""
+    tensor_model_parallel_size: int = 1
+    """Tensor parallelism (verl's default 2; only 1 here: one engine in the driver process)."""
     max_num_batched_tokens: int = 8192
-    """Tokens per forward."""
+    """Tokens per forward (vLLM)."""
     max_model_len: int | None = None
-    """Longest sequence."""
+    """Longest sequence; None = ``prompt_length + response_length``."""
     max_num_seqs: int = 1024
-    """Concurrent sequences."""
+    """Requests generated together."""
     load_format: str = "auto"
-    """Weight loading."""
+    """Weight loading (not ``dummy``: the reward model loads its checkpoint)."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Engine arguments."""
+    """Engine arguments (vLLM's, directly or under ``vllm``)."""
     limit_images: int | None = None
-    """Images per prompt."""
+    """Images per prompt (only null: no vision-language reward models)."""
     enable_chunked_prefill: bool = True
-    """Chunked prefill."""
+    """Chunked prefill (vLLM)."""
     enable_prefix_caching: bool = True
-    """Prefix caching."""
+    """Prefix caching (vLLM)."""
     disable_log_stats: bool = True
-    """No stats logging."""
+    """No stats logging (vLLM)."""
     skip_tokenizer_init: bool = False
     """No tokenizer in the engine."""
     prompt_length: int = 2048
-    """Longest prompt."""
+    """Longest request prompt (tokens); a longer one is answered with HTTP 400."""
     response_length: int = 2048
-    """Longest response."""
+    """Most tokens generated per request (the default and the cap of ``max_tokens``)."""
 
 
 @dataclass

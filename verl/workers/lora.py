@@ -38,6 +38,7 @@ __all__ = [
     "apply_lora",
     "describe_lora",
     "is_lora_name",
+    "lora_enabled",
     "lora_module_of",
     "lora_scalings",
     "lora_summary",
@@ -72,7 +73,9 @@ class LoraSpec:
     def from_model_config(cls, model_cfg: Any, key: str) -> LoraSpec | None:
         """The spec of a config section with ``lora_rank``, ``lora_alpha``, ``target_modules`` (and
         ``exclude_modules``, ``lora_adapter_path``); None when ``lora_rank`` is 0 and no adapter is given (full
-        fine-tuning). A ``lora_adapter_path`` supplies rank, alpha and targets from its ``adapter_config.json``."""
+        fine-tuning). A ``lora_adapter_path`` supplies rank, alpha and targets from its ``adapter_config.json``.
+        verl's nested spelling ``lora.rank`` / ``lora.alpha`` / ... (:mod:`verl.workers.lora_nested`) is read too."""
+        model_cfg = _with_nested_keys(model_cfg, key)
         adapter_path = getattr(model_cfg, "lora_adapter_path", None)
         if adapter_path:
             return cls._from_adapter(os.path.expanduser(adapter_path), key)
@@ -118,6 +121,32 @@ class LoraSpec:
         return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
                           target_modules=self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules),
                           exclude_modules=list(self.exclude_modules) or None)
+
+
+def _with_nested_keys(model_cfg: Any, key: str) -> Any:
+    """``model_cfg`` with its nested ``lora`` section (verl's ``model.lora.*``) as the flat keys; both spellings of
+    one setting must agree."""
+    nested = getattr(model_cfg, "lora", None)
+    if not nested:
+        return model_cfg
+    from types import SimpleNamespace
+
+    from verl.workers.lora_nested import flat_lora_keys
+
+    flat = flat_lora_keys(dict(nested), key)
+    names = ("lora_rank", "lora_alpha", "target_modules", "exclude_modules", "lora_adapter_path")
+    values = {n: getattr(model_cfg, n, None) for n in names}
+    if flat.get("lora_rank") and values["lora_rank"] and values["lora_rank"] != flat["lora_rank"]:
+        raise ValueError(f"{key}.lora_rank={values['lora_rank']} and {key}.lora.rank={flat['lora_rank']} disagree; "
+                         "set one of them")
+    return SimpleNamespace(**{**values, **flat})
+
+
+def lora_enabled(model_cfg: Any) -> bool:
+    """Whether a model section trains LoRA adapters (either spelling, or an adapter to start from)."""
+    nested = getattr(model_cfg, "lora", None) or {}
+    return bool(getattr(model_cfg, "lora_rank", 0) or getattr(model_cfg, "lora_adapter_path", None)
+                or nested.get("rank") or nested.get("adapter_path"))
 
 
 def _names(value: Any, key: str) -> str | tuple[str, ...]:

@@ -100,8 +100,6 @@ FIXED: dict[str, tuple[tuple[Any, ...], str]] = {
     "reward_model.reward_loop_source": (("register",), "reward managers are chosen by name (reward_model.reward_manager)"),
     "reward_model.reward_loop_module_path": ((None,), "use reward_model.reward_manager or custom_reward_function.path"),
     "reward_model.sandbox_fusion.url": ((None,), "code rewards run in this library's local sandbox"),
-    "reward_model.rollout.name": ((None, "???"), "generative reward models served by a rollout engine are not "
-                                  "available; use reward_model.enable with a scoring model, or a reward function"),
     "reward_manager.source": (("register",), "custom manager classes: register one with "
                               "verl.workers.reward_manager.register and name it in reward_model.reward_manager"),
     "algorithm.use_pf_ppo": ((False,), "policy-filtration PPO is not available"),
@@ -145,15 +143,11 @@ SAME_EITHER_WAY: dict[str, str] = {
     "data.video_key": f"read only for video rows ({_NO_VLM})",
     "data.sampler.class_name": "read only with data.sampler.class_path (refused)",
     "data.datagen.name": "read only with data.datagen.path (refused)",
-    "reward_model.use_reward_loop": "rewards are scored by the driver's reward manager either way",
-    "reward_model.num_workers": "verl's reward-loop workers only spread the scoring; here the driver's reward "
-                                "manager scores (prime: in a process pool sized by reward_kwargs.num_workers), "
-                                "with the same rewards",
     "reward_model.n_gpus_per_node": "read only with enable_resource_pool (refused)",
     "reward_model.nnodes": "read only with enable_resource_pool (refused)",
     "reward_model.reward_loop_class_name": "read only with reward_loop_module_path (refused)",
     "reward_model.sandbox_fusion.*": "read only with sandbox_fusion.url (refused)",
-    "reward_model.rollout.*": "read only with reward_model.rollout.name (refused)",
+    "reward_model.rollout.skip_tokenizer_init": "the generative reward model's server tokenizes requests itself",
     "reward_manager.module.*": "read only with reward_manager.source=importlib (refused)",
     "algorithm.pf_ppo.*": "read only with use_pf_ppo (refused)",
     "trainer.ray_wait_register_center_timeout": "worker groups start without verl's register center",

@@ -143,3 +143,6 @@ def check_features(config: Any) -> None:
     _check_rollout_correction(config)
     _check_profiler(config)
     _check_gen_batch_size(config)
+    from verl.reward.loop.checks import check_reward_loop
+
+    check_reward_loop(config)  # reward_model.use_reward_loop / num_workers / rollout.*

@@ -86,14 +86,17 @@ def _check_vllm_cpu_head_size(model_path: str) -> None:
             raise ConfigError(str(err)) from None
 
 
-def _check_lora(config: PPOConfig) -> None:
+def _check_lora(config: PPOConfig, check_environment: bool = True) -> None:
     """LoRA keys, and the targets against the model's modules (built on the meta device: no weights read)."""
     from verl.workers.lora import LoraSpec, describe_lora
 
     model = config.actor_rollout_ref.model
+    adapter = model.lora_adapter_path or (model.lora or {}).get("adapter_path")
+    if not check_environment and adapter and not os.path.isdir(os.path.expanduser(adapter)):
+        return  # --cfg job: the adapter is read when the run starts
     try:
         spec = LoraSpec.from_model_config(model, "actor_rollout_ref.model")
-        if spec is not None:
+        if spec is not None and os.path.isdir(os.path.expanduser(model.path)):  # --cfg job: the model may be elsewhere
             describe_lora(model.path, spec, model.trust_remote_code)
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -318,7 +321,7 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     arr = config.actor_rollout_ref
     check_dir, check_files = (_check_model_dir, _check_files) if check_environment else (_nothing, _nothing)
     check_dir("actor_rollout_ref.model.path", arr.model.path)
-    _check_lora(config)
+    _check_lora(config, check_environment)
     check_files("data.train_files", config.data.train_files)
     if check_environment and config.data.train_files is None:
         raise ConfigError("set data.train_files to one or more parquet files")

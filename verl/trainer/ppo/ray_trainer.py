@@ -84,8 +84,13 @@ class RayPPOTrainer:
         self.use_reference = uses_reference(config)
         # LoRA: the actor with its adapters disabled is the reference (verl's ref_in_actor); no reference worker
         model = config.actor_rollout_ref.model
-        self.ref_in_actor = model.lora_rank > 0 or bool(model.lora_adapter_path)
-        self.use_rm = config.reward_model.enable
+        from verl.workers.lora import lora_enabled
+
+        self.ref_in_actor = lora_enabled(model)
+        from verl.reward.loop import is_generative_reward_model
+
+        # a generative reward model is served to the reward function (verl.reward.loop), not run as a worker
+        self.use_rm = config.reward_model.enable and not is_generative_reward_model(config)
         self.kl_ctrl = get_kl_controller(config.algorithm.kl_ctrl)
         tr = config.trainer
         steps = len(train_dataloader) * tr.total_epochs
