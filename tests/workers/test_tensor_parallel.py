@@ -137,7 +137,7 @@ def test_megatron_keys(tiny_model_dir, tmp_path, extra, error):
 
 def test_megatron_offload_keys_offload():
     from verl.workers.config import ActorConfig
-    from verl.workers.config_sections import with_megatron_offload
+    from verl.workers.parallel.tensor_parallel import with_megatron_offload
 
     actor = ActorConfig()
     actor.megatron.param_offload = actor.megatron.optimizer_offload = True

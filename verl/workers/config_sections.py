@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["AgentLoopConfig", "CheckpointEngineConfig", "CustomAsyncServerConfig", "FusedKernelOptions", "MegatronConfig",
            "MtpConfig",
            "PrometheusConfig", "RewardRolloutConfig", "RouterReplayConfig", "SandboxFusionConfig", "TiledMLPConfig",
-           "TraceConfig", "WrapPolicyConfig", "with_megatron_offload"]
+           "TraceConfig", "WrapPolicyConfig"]
 
 
 @dataclass
@@ -268,12 +268,3 @@ class MegatronConfig:
     """The engine only runs forwards; the reference never trains and the actor/critic always do, either way."""
     dtype: str = "bfloat16"
     """verl's engine compute dtype; here ``fsdp_config.mixed_precision.param_dtype`` sets it (only ``bfloat16``)."""
-
-
-def with_megatron_offload(fsdp_config: Any, megatron: MegatronConfig) -> Any:
-    """``fsdp_config`` with ``megatron.param_offload`` / ``optimizer_offload`` folded in (either one turns offload
-    on); a new object, the config is not modified."""
-    import dataclasses
-
-    return dataclasses.replace(fsdp_config, param_offload=fsdp_config.param_offload or megatron.param_offload,
-                               optimizer_offload=fsdp_config.optimizer_offload or megatron.optimizer_offload)

@@ -18,7 +18,7 @@ from verl.workers.actor import all_reduce_sum, global_counts, mean_metrics, micr
 from verl.workers.attention import use_packed_attention
 from verl.workers.batching import BatchPlan, split_micro_batches
 from verl.workers.config import CriticConfig
-from verl.workers.config_sections import with_megatron_offload
+from verl.workers.parallel.tensor_parallel import with_megatron_offload
 from verl.workers.forward import MODEL_INPUTS, response_values
 from verl.workers.fsdp import (
     build_lr_scheduler,

@@ -28,7 +28,7 @@ from verl.utils.device import get_device_name
 from verl.workers.actor import PPOActor
 from verl.workers.batching import BatchPlan
 from verl.workers.config import ActorRolloutRefConfig
-from verl.workers.config_sections import with_megatron_offload
+from verl.workers.parallel.tensor_parallel import with_megatron_offload
 from verl.workers.fsdp import (
     build_lr_scheduler,
     build_optimizer,

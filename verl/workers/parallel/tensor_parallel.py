@@ -27,11 +27,14 @@ ranks only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-__all__ = ["TP_PLAN", "apply_tensor_parallel", "check_tensor_parallel"]
+if TYPE_CHECKING:
+    from verl.workers.config_sections import MegatronConfig
+
+__all__ = ["TP_PLAN", "apply_tensor_parallel", "check_tensor_parallel", "with_megatron_offload"]
 
 #: decoder-layer submodule -> how it is split (Llama, Qwen2/3, Mistral: transformers' Llama-family layout)
 TP_PLAN: dict[str, str] = {
@@ -76,3 +79,12 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: Any, layers: list[nn.Module
                 raise ValueError(f"{key}={tp_mesh.size()}: tensor parallelism supports Llama-family decoder layers "
                                  f"(linear {', '.join(TP_PLAN)}); {type(layer).__name__} has no linear {name}")
         parallelize_module(layer, tp_mesh, {name: styles[style]() for name, style in TP_PLAN.items()})
+
+
+def with_megatron_offload(fsdp_config: Any, megatron: MegatronConfig) -> Any:
+    """``fsdp_config`` with ``megatron.param_offload`` / ``optimizer_offload`` folded in (either one turns offload
+    on); a new object, the config is not modified."""
+    import dataclasses
+
+    return dataclasses.replace(fsdp_config, param_offload=fsdp_config.param_offload or megatron.param_offload,
+                               optimizer_offload=fsdp_config.optimizer_offload or megatron.optimizer_offload)
