@@ -230,6 +230,35 @@ class _Backstop:
 _BACKSTOP = _Backstop()
 
 
+def _before_fork() -> None:
+    # faulthandler's timer thread does not exist in a forked child, and re-arming or cancelling the inherited timer
+    # there waits for it forever: stop it around the fork (and take the locks, so the child gets them free)
+    _WATCHDOG.cond.acquire()
+    _BACKSTOP.lock.acquire()
+    if _BACKSTOP.armed_at is not None:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _after_fork_in_parent() -> None:
+    if _BACKSTOP.armed_at is not None:
+        _BACKSTOP._arm(_BACKSTOP.armed_at)
+    _BACKSTOP.lock.release()
+    _WATCHDOG.cond.release()
+
+
+def _after_fork_in_child() -> None:
+    # the parent's calls and its watchdog thread are not in the child: start empty
+    _BACKSTOP.lock = threading.Lock()
+    _BACKSTOP.dues, _BACKSTOP.armed_at, _BACKSTOP.idle_since = [], None, None
+    _WATCHDOG.cond = threading.Condition()
+    _WATCHDOG.entries, _WATCHDOG.thread = [], None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+
+
 def _clear_async_exc(thread_id: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
