@@ -36,3 +36,13 @@ def sft_files(tmp_path_factory):
     pq.write_table(pa.Table.from_pylist(rows), root / "train.parquet")
     pq.write_table(pa.Table.from_pylist(rows[:3]), root / "val.parquet")
     return str(root / "train.parquet"), str(root / "val.parquet")
+
+
+@pytest.fixture(scope="session")
+def chats(tmp_path_factory):
+    """The question/answer pairs as chat rows (``messages``), one parquet file."""
+    root = tmp_path_factory.mktemp("chats")
+    rows = [{"messages": [{"role": "user", "content": f"What is {a} + {b}?"},
+                          {"role": "assistant", "content": f"{a + b}"}]} for a, b in QA]
+    pq.write_table(pa.Table.from_pylist(rows), root / "train.parquet")
+    return str(root / "train.parquet")

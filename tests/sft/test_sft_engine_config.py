@@ -2,7 +2,6 @@
 ``python -m verl.trainer.sft_trainer``, what cannot run refused naming the key, and ``data.enable_thinking_key``."""
 
 import os
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,19 +15,7 @@ from verl.trainer.sft_trainer import main
 from verl.utils.config import ConfigError, iter_fields
 from verl.utils.tracking import read_metrics
 
-sys.path.insert(0, os.path.dirname(__file__))
-from conftest import QA  # noqa: E402
-
 KEYS = Path(__file__).parents[1] / "trainer" / "verl_examples" / "verl_sft_engine_keys.txt"
-
-
-@pytest.fixture(scope="module")
-def chats(tmp_path_factory):
-    root = tmp_path_factory.mktemp("chats")
-    rows = [{"messages": [{"role": "user", "content": f"What is {a} + {b}?"},
-                          {"role": "assistant", "content": f"{a + b}"}]} for a, b in QA]
-    pq.write_table(pa.Table.from_pylist(rows), root / "train.parquet")
-    return str(root / "train.parquet")
 
 
 def test_every_key_of_verls_engine_sft_config_is_known():
