@@ -125,3 +125,28 @@ def test_single_process_world_restores_what_was_there(monkeypatch):
     with single_process_world() as env:
         assert os.environ["RANK"] == "0" and os.environ["MASTER_PORT"] == env["MASTER_PORT"]
     assert os.environ["RANK"] == "7" and "MASTER_PORT" not in os.environ
+
+
+class _ThreeRanks:
+    """Just what the dispatch functions read from a worker group."""
+
+    world_size = 3
+
+
+def test_dp_dispatch_pads_uneven_batches_and_the_result_loses_the_padding():
+    from verl.single_controller.base.decorator import PADDING_KEY, drop_padding, get_dispatch_fns
+
+    fns = get_dispatch_fns(Dispatch.DP_COMPUTE_PROTO)
+    data = DataProto.from_dict({"x": torch.arange(7)}, {"uid": np.array(list("abcdefg"), dtype=object)})
+    args, kwargs = fns.dispatch_fn(_ThreeRanks(), data, scale=2)
+    padding = kwargs.pop(PADDING_KEY)
+    assert padding == (2, 9) and [len(p) for p in args[0]] == [3, 3, 3] and kwargs["scale"] == [2, 2, 2]
+    assert args[0][2].batch["x"].tolist() == [6, 0, 1], "padding repeats the first rows"
+    # each rank answers 2 samples per row (interleaved), as a rollout with n=2 does
+    outputs = [p.repeat(2, interleave=True) for p in args[0]]
+    out = drop_padding(fns.collect_fn(_ThreeRanks(), outputs), padding)
+    assert out.batch["x"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+    even_args, even_kwargs = fns.dispatch_fn(_ThreeRanks(), data[:6])
+    assert PADDING_KEY not in even_kwargs and [len(p) for p in even_args[0]] == [2, 2, 2]
+    with pytest.raises(ValueError, match="equal lengths"):
+        fns.dispatch_fn(_ThreeRanks(), data, data[:5])

@@ -179,8 +179,9 @@ class ActorRolloutRefWorker(Worker):
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         if not self._is_rollout:
             raise RuntimeError(f"generate_sequences needs a rollout role; this worker is {self.role!r}")
-        if "seed" in prompts.meta_info:  # one stream per rank, or ranks given copies of a prompt sample alike
-            prompts.meta_info["seed"] = int(prompts.meta_info["seed"]) * 1009 + self.rank
+        seed = prompts.meta_info.get("seed")
+        if seed is not None:  # one stream per rank, or ranks given copies of a prompt sample alike
+            prompts.meta_info["seed"] = int(seed) * 1009 + self.rank
         self.rollout.wake_up()
         sync_s = self._sync_rollout_weights()
         start = time.perf_counter()
@@ -189,6 +190,8 @@ class ActorRolloutRefWorker(Worker):
         if self.config.rollout.free_cache_engine:
             self.rollout.sleep()
         out.to("cpu")
+        if seed is not None:  # the driver's value: the ranks' outputs carry one meta_info that concat can merge
+            out.meta_info["seed"] = seed
         out.meta_info["metrics"] = {"timing_s/weight_sync": sync_s, "timing_s/generate_on_worker": gen_s}
         return out
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from verl.protocol import DataProto, TensorBatch
+from verl.protocol import DataProto
 from verl.single_controller.base.watchdog import WorkerCallTimeoutError, timeout_message
 from verl.single_controller.base.worker import find_free_port
 from verl.single_controller.base.worker_group import ClassWithInitArgs, WorkerGroup
@@ -65,7 +65,7 @@ def _handed_over(value: Any) -> Any:
         return value
     out = object.__new__(type(value))  # not copy.copy: that would go through DataProto's pickling state
     out.__dict__.update(value.__dict__)
-    out.batch = TensorBatch(dict(value.batch.items()), batch_size=value.batch._n)
+    out.batch = value.batch.copy()
     out.non_tensor_batch = dict(value.non_tensor_batch)
     out.meta_info = copy.deepcopy(value.meta_info)
     return out
