@@ -68,7 +68,7 @@ def test_methods_use_the_shared_dispatch_and_collect(clean_world):
         assert torch.equal(out.batch["y"], torch.arange(5.0) * 2 + 1)
         assert data.meta_info == {"temperature": 0.5}, "the worker's edit of its input stayed in the worker"
         assert group.workers[0].seen_meta == [{"temperature": 0.5, "touched_by_worker": True}]
-        assert group.world() == [(0, 1, True, "0")]
+        assert group.world() == [(0, 1, False, "0")], "a plain Worker does not join a process group (verl's does not)"
         future = group.add(2, 3)
         assert isinstance(future, DataProtoFuture) and future.get() == 5
         assert group.worker_names == ["double_0"] and group.world_size == 1
@@ -150,3 +150,15 @@ def test_dp_dispatch_pads_uneven_batches_and_the_result_loses_the_padding():
     assert PADDING_KEY not in even_kwargs and [len(p) for p in even_args[0]] == [2, 2, 2]
     with pytest.raises(ValueError, match="equal lengths"):
         fns.dispatch_fn(_ThreeRanks(), data, data[:5])
+
+
+def test_a_plain_worker_never_joins_a_process_group(monkeypatch, clean_world):
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "9")  # nothing listens there: joining would wait for the timeout
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    worker = DoubleWorker()
+    assert (worker.rank, worker.world_size) == (1, 2) and not dist.is_initialized()
+    monkeypatch.delenv("MASTER_PORT")
+    with pytest.raises(RuntimeError, match=r"\['MASTER_PORT'\] are not set"):
+        worker.init_process_group()

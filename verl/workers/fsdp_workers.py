@@ -71,6 +71,7 @@ class ActorRolloutRefWorker(Worker):
 
     def __init__(self, config: ActorRolloutRefConfig | Mapping[str, Any], role: str, total_training_steps: int = -1):
         super().__init__()
+        self.init_process_group()  # as verl's workers: the model workers join the world, the base class does not
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {list(ROLES)}")
         self.config = config if isinstance(config, ActorRolloutRefConfig) else from_mapping(

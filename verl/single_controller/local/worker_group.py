@@ -30,7 +30,7 @@ from typing import Any
 
 from verl.protocol import DataProto
 from verl.single_controller.base.watchdog import WorkerCallTimeoutError, timeout_message
-from verl.single_controller.base.worker import find_free_port
+from verl.single_controller.base.worker import WORLD_ENV, find_free_port
 from verl.single_controller.base.worker_group import ClassWithInitArgs, WorkerGroup
 from verl.utils.deadline import call_with_deadline
 
@@ -39,7 +39,6 @@ __all__ = ["HARD_EXIT_GRACE_S", "LocalWorkerGroup", "single_process_world"]
 HARD_EXIT_GRACE_S = 30.0
 """Seconds after the watchdog's limit at which a call that could not be interrupted ends the process."""
 
-WORLD_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 @contextmanager
