@@ -28,6 +28,23 @@ from verl.workers.config_sections import (
 )
 
 __all__ = [
+    # verl's names (verl.workers.config): FSDP is this library's training engine, so verl's FSDP* sections and
+    # the engine-agnostic names are the same classes as ours.
+    "AgentLoopConfig",
+    "CheckpointEngineConfig",
+    "FSDPActorConfig",
+    "FSDPCriticConfig",
+    "FSDPCriticModelCfg",
+    "FSDPEngineConfig",
+    "FSDPOptimizerConfig",
+    "MtpConfig",
+    "OptimizerConfig",
+    "PrometheusConfig",
+    "RolloutConfig",
+    "RouterReplayConfig",
+    "SandboxFusionConfig",
+    "TraceConfig",
+    # this library's names
     "ActorConfig",
     "ActorRolloutRefConfig",
     "CheckpointConfig",
@@ -600,3 +617,11 @@ class RewardModelConfig:
     """A remote SandboxFusion service for code rewards (not available: code runs in the local sandbox)."""
     rollout: RewardRolloutConfig = field(default_factory=RewardRolloutConfig)
     """A generative reward model served by a rollout engine (not available: ``name`` must stay unset)."""
+
+
+# verl's names for the same sections (see __all__).
+FSDPActorConfig = ActorConfig
+FSDPCriticConfig = CriticConfig
+FSDPCriticModelCfg = CriticModelConfig
+FSDPEngineConfig = FSDPConfig
+OptimizerConfig = FSDPOptimizerConfig = OptimConfig
