@@ -9,6 +9,7 @@ import torch
 
 from verl import DataProto
 from verl.utils.config import from_mapping
+from verl.utils.metric import reduce_metrics
 from verl.workers.actor import PPOActor
 from verl.workers.batching import BatchPlan, split_micro_batches, token_balanced_partitions
 from verl.workers.config import ActorRolloutRefConfig
@@ -197,7 +198,7 @@ def test_two_ranks_dynamic_update_equals_one_process_fixed(ray_cluster, tiny_mod
     pool = RayResourcePool(process_on_nodes=[2], use_gpu=False)
     wg = RayWorkerGroup(pool, RayClassWithInitArgs(ActorRolloutRefWorker, cfg, role="actor", total_training_steps=4))
     wg.init_model()
-    m_dyn = wg.update_actor(data).meta_info["metrics"]
+    m_dyn = reduce_metrics(dict(wg.update_actor(data).meta_info["metrics"]))  # the ranks' values, gathered by concat
     weights = wg.get_actor_weights()[0]
     for name, w in reference.model.state_dict().items():
         torch.testing.assert_close(weights[name], w, atol=2e-6, rtol=1e-5, msg=name)
