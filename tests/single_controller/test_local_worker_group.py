@@ -160,5 +160,9 @@ def test_a_plain_worker_never_joins_a_process_group(monkeypatch, clean_world):
     worker = DoubleWorker()
     assert (worker.rank, worker.world_size) == (1, 2) and not dist.is_initialized()
     monkeypatch.delenv("MASTER_PORT")
-    with pytest.raises(RuntimeError, match=r"\['MASTER_PORT'\] are not set"):
+    with pytest.raises(RuntimeError, match=r"rank 1 of WORLD_SIZE=2 but \['MASTER_PORT'\] are not set"):
         worker.init_process_group()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    DoubleWorker().init_process_group()  # one rank outside any group: runs without torch.distributed
+    assert not dist.is_initialized()

@@ -69,17 +69,23 @@ class Worker:
         return self._world_size
 
     def init_process_group(self) -> None:
-        """Join the group's torch.distributed world from ``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE``
-        (a no-op when this process already joined one, e.g. through a colocated role)."""
+        """Join the group's torch.distributed world from ``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE``.
+
+        A no-op when this process already joined one (e.g. through a colocated role), and for a one-rank worker
+        built outside any group (no ``MASTER_ADDR``/``MASTER_PORT``), which then runs without torch.distributed.
+        """
         import torch
         import torch.distributed as dist
 
         if dist.is_initialized():  # another colocated role in this process already joined
             return
         missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing and self._world_size == 1:
+            return
         if missing:
-            raise RuntimeError(f"{type(self).__name__} needs a torch.distributed world but {missing} are not set; "
-                               "build it through a worker group (RayWorkerGroup / LocalWorkerGroup)")
+            raise RuntimeError(f"{type(self).__name__} is rank {self._rank} of WORLD_SIZE={self._world_size} but "
+                               f"{missing} are not set; build it through a worker group (RayWorkerGroup / "
+                               "LocalWorkerGroup), which sets them")
         device_name = get_device_name()
         if device_name == "cuda":  # device-ok: pin this process's GPU before nccl sees it
             torch.cuda.set_device(self.device)
