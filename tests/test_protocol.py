@@ -206,6 +206,6 @@ def test_pickle_sends_tensors_as_out_of_band_buffers():
 
 
 def test_import_verl_is_light():
-    code = "import sys, verl; heavy = [m for m in ('ray', 'transformers') if m in sys.modules]; print(heavy)"
+    code = "import sys, verl; heavy = [m for m in ('ray', 'transformers', 'tensordict') if m in sys.modules]; print(heavy)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

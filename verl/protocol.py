@@ -20,11 +20,13 @@ import copy
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tensordict import TensorDict
+
+if TYPE_CHECKING:
+    from tensordict import TensorDict
 
 __all__ = [
     "DataProto", "DataProtoConfig", "DataProtoError", "DataProtoItem", "collate_fn", "deserialize_single_tensor",
@@ -64,6 +66,14 @@ class _DataProtoConfigMeta(type):
 
 class DataProtoConfig(metaclass=_DataProtoConfigMeta):
     """Process-wide switch: ``DataProtoConfig.auto_padding = True`` lets :meth:`DataProto.chunk` split unevenly."""
+
+
+def _TensorDict() -> type:
+    """``tensordict.TensorDict``, imported on first use: importing tensordict costs about as much as importing torch
+    (it loads torch._dynamo), so ``import verl`` stays light until a DataProto is built."""
+    from tensordict import TensorDict
+
+    return TensorDict
 
 
 def to_object_array(values: Iterable[Any]) -> np.ndarray:
@@ -112,7 +122,7 @@ def _tensor_dict(tensors: Mapping[str, torch.Tensor], n: int | None, num_batch_d
         _require(lead == batch_size, f"batch[{key!r}] has {lead[0] if num_batch_dims == 1 else lead} rows but "
                  f"{'batch[' + repr(pivot) + ']' if pivot else 'the batch'} has "
                  f"{batch_size[0] if num_batch_dims == 1 else batch_size}")
-    return TensorDict(dict(tensors), batch_size=batch_size or (0,))
+    return _TensorDict()(dict(tensors), batch_size=batch_size or (0,))
 
 
 @dataclass
@@ -168,7 +178,7 @@ def deserialize_tensordict(encoded: tuple) -> TensorDict:
                                                          layout=getattr(torch, layout))
         else:
             raise DataProtoError(f"tensor {key!r}: encoding has {len(value)} fields, expected 2 (nested) or 3")
-    return TensorDict(tensors, batch_size=batch_size, device="cpu" if device == "cpu" else None)
+    return _TensorDict()(tensors, batch_size=batch_size, device="cpu" if device == "cpu" else None)
 
 
 class DataProto:
@@ -191,7 +201,7 @@ class DataProto:
             k: v if isinstance(v, np.ndarray) and v.dtype == object else to_object_array(v)
             for k, v in (non_tensor_batch or {}).items()
         }
-        if not isinstance(batch, TensorDict):
+        if not isinstance(batch, _TensorDict()):
             n = next((len(v) for v in self.non_tensor_batch.values()), None) if not batch else None
             batch = _tensor_dict(batch or {}, n)
         self.batch: TensorDict = batch
@@ -246,7 +256,7 @@ class DataProto:
 
         clash = set(self.batch.keys()) & (set(self.non_tensor_batch) | set(self.meta_info))
         _require(not clash, f"to_tensordict: key(s) {sorted(clash)} are in batch and in non_tensor_batch/meta_info")
-        out = TensorDict(self.batch.to_dict(), batch_size=self.batch.batch_size)
+        out = _TensorDict()(self.batch.to_dict(), batch_size=self.batch.batch_size)
         for key, values in self.non_tensor_batch.items():
             out[key] = NonTensorStack.from_list([NonTensorData(v) for v in values])
         for key, value in self.meta_info.items():
@@ -256,7 +266,7 @@ class DataProto:
     def check_consistency(self) -> None:
         """Raise if ``batch`` has more than one batch dimension with non-tensor columns, or a non-tensor column is
         not a 1-D array of the batch's length."""
-        if not isinstance(self.batch, TensorDict):
+        if not isinstance(self.batch, _TensorDict()):
             raise TypeError(f"DataProto.batch must be a tensordict.TensorDict, got {type(self.batch).__name__}")
         _require(self.batch.batch_dims == 1, f"DataProto.batch has batch_size {list(self.batch.batch_size)}; only "
                  "one batch dimension is supported (TensorDict(..., batch_size=[N]))")
@@ -292,7 +302,7 @@ class DataProto:
             batch = self.batch[index]
         else:
             t_index = torch.from_numpy(index)
-            batch = TensorDict({k: v[t_index.to(v.device)] for k, v in self.batch.items()}, batch_size=(len(index),),
+            batch = _TensorDict()({k: v[t_index.to(v.device)] for k, v in self.batch.items()}, batch_size=(len(index),),
                                device=self.batch.device)
         non_tensor = {k: v[index] for k, v in self.non_tensor_batch.items()}
         return type(self)(batch=batch, non_tensor_batch=non_tensor, meta_info=self.meta_info)
@@ -338,7 +348,7 @@ class DataProto:
         """Remove the named keys from this DataProto and return them as a new one."""
         self._check_keys(batch_keys, non_tensor_batch_keys, meta_info_keys)
         tensors = {k: self.batch.pop(k) for k in batch_keys or ()}
-        batch = TensorDict(tensors, batch_size=self.batch.batch_size, device=self.batch.device)
+        batch = _TensorDict()(tensors, batch_size=self.batch.batch_size, device=self.batch.device)
         non_tensor = {k: self.non_tensor_batch.pop(k) for k in non_tensor_batch_keys or ()}
         meta = {k: self.meta_info.pop(k) for k in meta_info_keys or ()}
         return type(self)(batch=batch, non_tensor_batch=non_tensor, meta_info=meta)
@@ -387,7 +397,7 @@ class DataProto:
         if keys:
             batch = torch.cat([p.batch for p in data], dim=0)
         else:
-            batch = TensorDict({}, batch_size=(sum(len(p) for p in data),))
+            batch = _TensorDict()({}, batch_size=(sum(len(p) for p in data),))
         non_tensor = {k: np.concatenate([p.non_tensor_batch[k] for p in data]) for k in data[0].non_tensor_batch}
         meta, metrics = {}, []
         for i, p in enumerate(data):
@@ -470,7 +480,7 @@ class DataProto:
 
         tensors = {k: unfold(k, v, lambda t: t.repeat_interleave(n_split, dim=0)) for k, v in self.batch.items()}
         non_tensor = {k: unfold(k, v, lambda a: np.repeat(a, n_split, axis=0)) for k, v in self.non_tensor_batch.items()}
-        batch = TensorDict(tensors, batch_size=(rows,), device=self.batch.device)
+        batch = _TensorDict()(tensors, batch_size=(rows,), device=self.batch.device)
         return type(self)(batch=batch, non_tensor_batch=non_tensor, meta_info=self.meta_info)
 
     def reorder(self, indices: torch.Tensor | np.ndarray | Sequence[int]) -> None:
@@ -615,7 +625,7 @@ def fold_batch_dim(data: DataProto, new_batch_size: int) -> DataProto:
     _require(n % new_batch_size == 0, f"fold_batch_dim: {n} rows do not fold into {new_batch_size} groups")
     tensors = {k: v.reshape(new_batch_size, n // new_batch_size, *v.shape[1:]) for k, v in data.batch.items()}
     out = type(data).__new__(type(data))
-    out.batch = TensorDict(tensors, batch_size=(new_batch_size,), device=data.batch.device)
+    out.batch = _TensorDict()(tensors, batch_size=(new_batch_size,), device=data.batch.device)
     out.non_tensor_batch = {k: v.reshape(new_batch_size, -1, *v.shape[1:]) for k, v in data.non_tensor_batch.items()}
     out.meta_info = data.meta_info
     return out
@@ -627,7 +637,7 @@ def unfold_batch_dim(data: DataProto, batch_dims: int = 2) -> DataProto:
     tensors = {k: v.reshape(-1, *v.shape[batch_dims:]) for k, v in data.batch.items()}
     non_tensor = {k: v.reshape(-1, *v.shape[batch_dims:]) for k, v in data.non_tensor_batch.items()}
     n = n or next((len(v) for v in non_tensor.values()), 0)
-    batch = TensorDict(tensors, batch_size=(n,), device=data.batch.device)
+    batch = _TensorDict()(tensors, batch_size=(n,), device=data.batch.device)
     return type(data)(batch=batch, non_tensor_batch=non_tensor, meta_info=data.meta_info)
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import copy
 import heapq
 from itertools import chain
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
-from tensordict import TensorDict
 
 from verl.protocol import DataProto
+
+if TYPE_CHECKING:
+    from tensordict import TensorDict
 
 __all__ = [
     "calculate_workload", "ceildiv", "get_reverse_idx", "get_seqlen_balanced_partitions", "greedy_partition",
