@@ -26,8 +26,10 @@ NAMES = {
                       "deserialize_tensordict", "list_of_dict_to_dict_of_list"],
     "verl.utils.seqlen_balancing": ["get_seqlen_balanced_partitions", "greedy_partition", "rearrange_micro_batches",
                                     "prepare_dynamic_batch", "restore_dynamic_batch", "get_reverse_idx", "ceildiv",
-                                    "roundup_divisible", "calculate_workload", "log_seqlen_unbalance"],
+                                    "roundup_divisible", "calculate_workload", "log_seqlen_unbalance",
+                                    "get_group_balanced_partitions"],
     "verl.utils.flops_counter": ["FlopsCounter", "get_device_flops"],
+    "verl.utils.device": ["get_device_name", "get_torch_device", "get_nccl_backend"],
     "verl.utils.checkpoint.fsdp_checkpoint_manager": ["FSDPCheckpointManager"],
     "verl.workers.config": ["ActorConfig", "FSDPActorConfig", "CriticConfig", "FSDPCriticConfig", "FSDPCriticModelCfg",
                             "HFModelConfig", "OptimizerConfig", "FSDPOptimizerConfig", "FSDPEngineConfig",
@@ -169,6 +171,8 @@ def test_seqlen_balancing_is_the_one_balancer():
     merged = torch.cat([m.batch["row"] for m in micro])
     assert sb.restore_dynamic_batch(merged, idx).tolist() == list(range(6))
     assert len(sb.prepare_dynamic_batch(data, max_token_len=10, min_num_micro_batch=5)[0]) == 5
+    groups = sb.get_group_balanced_partitions([9, 9, 1, 1, 5, 5, 5, 5], ["a", "a", "b", "b", "c", "c", "d", "d"], 2)
+    assert groups == [[0, 1, 2, 3], [4, 5, 6, 7]], "runs of one uid stay together, two runs per partition"
 
 
 def test_flops_counter_counts_a_dense_decoder():
@@ -186,8 +190,11 @@ def test_flops_counter_counts_a_dense_decoder():
     assert peak == get_device_flops()
     assert get_device_flops("T", device_name="NVIDIA H100 80GB HBM3") == pytest.approx(989.0)
     assert get_device_flops("T", device_name="a CPU") == float("inf")
-    moe = SimpleNamespace(model_type="qwen3_moe")
-    assert FlopsCounter(moe).estimate_flops([3], 1.0)[0] == 0.0
+    moe = SimpleNamespace(**{**vars(cfg), "model_type": "qwen3_moe", "moe_intermediate_size": 32,
+                             "num_experts": 8, "num_experts_per_tok": 2})
+    moe_params = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 32 * 2 + 64 * 8) + 2 * 100 * 64  # 2 active experts + router
+    assert FlopsCounter(moe).estimate_flops([3, 5], 2.0)[0] == pytest.approx(6 * (moe_params * 8 + attention) / 2e12)
+    assert FlopsCounter(SimpleNamespace(model_type="deepseek_v3")).estimate_flops([3], 1.0)[0] == 0.0
 
 
 def test_fsdp_checkpoint_manager_round_trip(tmp_path):

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["DENSE_MODEL_TYPES", "FlopsCounter", "get_device_flops"]
+__all__ = ["DENSE_MODEL_TYPES", "MOE_MODEL_TYPES", "FlopsCounter", "get_device_flops"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ DEVICE_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "H20": 148e
 DENSE_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3", "mistral", "qwen2_vl", "qwen2_5_vl", "minicpmv",
                                "minicpmo", "seed_oss", "glm4v", "mimo"})
 """Model types whose layers are the dense attention + gated-MLP layout :class:`FlopsCounter` counts."""
+MOE_MODEL_TYPES = frozenset({"qwen2_moe", "qwen3_moe"})
+"""Model types with the same attention and a routed mixture of gated-MLP experts (the active experts count)."""
 
 _UNITS = {"B": 1e9, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 
@@ -53,16 +55,20 @@ class FlopsCounter:
 
     def __init__(self, config: Any):
         self.config = config
-        if getattr(config, "model_type", None) not in DENSE_MODEL_TYPES:
-            logger.warning("FlopsCounter counts the dense model types %s; %r is reported as 0 FLOP/s",
-                           sorted(DENSE_MODEL_TYPES), getattr(config, "model_type", None))
+        if getattr(config, "model_type", None) not in DENSE_MODEL_TYPES | MOE_MODEL_TYPES:
+            logger.warning("FlopsCounter counts the model types %s; %r is reported as 0 FLOP/s",
+                           sorted(DENSE_MODEL_TYPES | MOE_MODEL_TYPES), getattr(config, "model_type", None))
 
     def _dense_flops(self, batch_seqlens: list[int]) -> float:
         c = self.config
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         q = c.num_attention_heads * head_dim
         kv = c.num_key_value_heads * head_dim
-        per_layer = c.hidden_size * (2 * q + 2 * kv) + 3 * c.hidden_size * c.intermediate_size  # q,o + k,v ; gate,up,down
+        if c.model_type in MOE_MODEL_TYPES:  # the active experts' gate/up/down, plus the router
+            mlp = 3 * c.hidden_size * c.moe_intermediate_size * c.num_experts_per_tok + c.hidden_size * c.num_experts
+        else:
+            mlp = 3 * c.hidden_size * c.intermediate_size  # gate, up, down
+        per_layer = c.hidden_size * (2 * q + 2 * kv) + mlp  # q and o, k and v projections
         linear_params = per_layer * c.num_hidden_layers + 2 * c.vocab_size * c.hidden_size  # + embedding and LM head
         tokens = sum(batch_seqlens)
         attention = sum(s * s for s in batch_seqlens) * q * c.num_hidden_layers  # QK^T and AV, causal-unmasked count
@@ -71,7 +77,7 @@ class FlopsCounter:
     def estimate_flops(self, batch_seqlens: list[int], delta_time: float, **kwargs: Any) -> tuple[float, float]:
         """Achieved TFLOP/s of one training step over sequences of ``batch_seqlens`` tokens taking ``delta_time``
         seconds, and the device's peak TFLOP/s (:func:`get_device_flops`)."""
-        if getattr(self.config, "model_type", None) in DENSE_MODEL_TYPES:
+        if getattr(self.config, "model_type", None) in DENSE_MODEL_TYPES | MOE_MODEL_TYPES:
             achieved = self._dense_flops(list(batch_seqlens)) / delta_time / 1e12
         else:
             achieved = 0.0

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from tensordict import TensorDict
 
 __all__ = [
-    "calculate_workload", "ceildiv", "get_reverse_idx", "get_seqlen_balanced_partitions", "greedy_partition",
+    "calculate_workload", "ceildiv", "get_group_balanced_partitions", "get_reverse_idx",
+    "get_seqlen_balanced_partitions", "greedy_partition",
     "log_seqlen_unbalance", "prepare_dynamic_batch", "rearrange_micro_batches", "restore_dynamic_batch",
     "roundup_divisible",
 ]  # fmt: skip
@@ -59,6 +60,25 @@ def get_seqlen_balanced_partitions(seqlen_list: list[int], k_partitions: int, eq
     if len(seqlen_list) < k_partitions:
         raise ValueError(f"number of items: {len(seqlen_list)} < k_partitions: {k_partitions}")
     return greedy_partition(seqlen_list, k_partitions, equal_size)
+
+
+def get_group_balanced_partitions(seqlen_list: list[int], uid_list: list, k_partitions: int) -> list[list[int]]:
+    """``k_partitions`` groups of sample indices balanced by :func:`calculate_workload`, keeping each run of
+    consecutive samples with the same uid (a prompt's responses) together; every partition gets the same number
+    of runs."""
+    if len(seqlen_list) != len(uid_list):
+        raise ValueError(f"{len(seqlen_list)} sequence lengths but {len(uid_list)} uids")
+    runs: list[list[int]] = []
+    for i, uid in enumerate(uid_list):
+        if runs and uid_list[runs[-1][0]] == uid:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    if len(runs) < k_partitions:
+        raise ValueError(f"{len(runs)} uid groups cannot fill {k_partitions} partitions; use fewer ranks or a larger batch")
+    loads = [int(calculate_workload(torch.tensor([seqlen_list[i] for i in run])).sum()) for run in runs]
+    parts = get_seqlen_balanced_partitions(loads, k_partitions, equal_size=True)
+    return [sorted(i for g in part for i in runs[g]) for part in parts]
 
 
 def log_seqlen_unbalance(seqlen_list: list[int], partitions: list[list[int]], prefix: str) -> dict[str, float]:
