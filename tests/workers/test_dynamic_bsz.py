@@ -76,7 +76,7 @@ def test_a_rank_resplits_into_the_count_the_ranks_agreed_on(monkeypatch):
     monkeypatch.setattr(batching, "max_over_ranks", lambda n: 3)  # another rank needs 3
     micro, restore = split_micro_batches(data, BatchPlan(4, None, 8))
     assert sorted(len(mb) for mb in micro) == [1, 1, 2] and sorted(restore.tolist()) == [0, 1, 2, 3]
-    monkeypatch.setattr(batching, "_max_over_ranks", lambda n: 5)  # more micro-batches than sequences here
+    monkeypatch.setattr(batching, "max_over_ranks", lambda n: 5)  # more micro-batches than sequences here
     with pytest.raises(RuntimeError, match="this rank has 4 sequences but another needs 5 micro-batches"):
         split_micro_batches(data, BatchPlan(4, None, 8))
 
