@@ -65,7 +65,8 @@ def timer(name: str, timing: dict[str, float]):
 def reduce_worker_metrics(output: DataProto) -> dict[str, float]:
     """One number per metric from a worker-group result: ``DataProto.concat`` gathered each rank's value into a list
     (reduced with verl's rule: max for "max" names, min for "min" names, else the mean)."""
-    return reduce_metrics(dict(output.meta_info.get("metrics", {})))
+    reduced = reduce_metrics(dict(output.meta_info.get("metrics", {})))
+    return {k: float(v) if isinstance(v, np.number) else v for k, v in reduced.items()}  # plain floats for the loggers
 
 
 class RayPPOTrainer:
