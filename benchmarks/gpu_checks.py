@@ -174,7 +174,7 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info["device"] = f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
-    for name in ("transformers", "pyarrow", "pandas", "pytest", "ray", "omegaconf", "vllm"):
+    for name in ("transformers", "tensordict", "pyarrow", "pandas", "pytest", "ray", "omegaconf", "vllm"):
         try:  # without importing: Ray's presence must not change what the parts import
             info[name] = importlib.metadata.version(name) if importlib.util.find_spec(name) else None
         except importlib.metadata.PackageNotFoundError:
@@ -267,6 +267,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         paths.append(str(out / "site"))
         sys.path[:0] = [str(out / "site")]
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    if importlib.util.find_spec("tensordict") is None:
+        print("tensordict is missing (verl's DataProto needs it) and the machine has no network: bring the wheels "
+              "tensordict==0.15.3 pyvers==0.2.3 cloudpickle==3.1.2 in a folder and pass --wheels FOLDER "
+              "(see benchmarks/run_gpu_checks.sh)", file=sys.stderr)
+        return {"all_ok": False, "error": "tensordict missing"}
     if args.dry_run:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the tiny CPU variants, even on a machine with a GPU
     summary: dict[str, Any] = {

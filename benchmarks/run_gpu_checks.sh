@@ -10,14 +10,19 @@
 #   bash benchmarks/run_gpu_checks.sh --dry-run             # every part on tiny sizes on CPU, same code
 #   bash benchmarks/run_gpu_checks.sh --only rollout,train --limit rollout=200
 #
-# Nothing beyond that machine's packages is required (verl runs from this checkout via PYTHONPATH). Optional
-# pure-Python wheels (--wheels DIR; installed with pip --target into gpu_checks_out/site, the interpreter's own
-# environment untouched): pytest-timeout (honours pyproject's per-test timeout) and rich with markdown-it-py,
-# mdurl, pygments (the console logger; the checks log to files). Fetch them on a machine with network:
+# verl runs from this checkout via PYTHONPATH. One package beyond that machine's is REQUIRED: tensordict
+# (DataProto.batch is a TensorDict), with its pure dependencies pyvers and cloudpickle; tensordict 0.15.3 is a
+# pure-Python wheel for torch >= 2.11 (the machine has 2.11) and pip --no-deps keeps its torch untouched. Without
+# it gpu_checks.py stops at once, naming the wheels. Optional pure-Python wheels: pytest-timeout (honours
+# pyproject's per-test timeout) and rich with markdown-it-py, mdurl, pygments (the console logger; the checks log
+# to files). All go in one folder given as --wheels DIR (installed with pip --target into gpu_checks_out/site, the
+# interpreter's own environment untouched). Fetch them on a machine with network:
 #   pip download --only-binary=:all: --python-version 3.12 --platform any --no-deps -d gpu_wheels \
+#       tensordict==0.15.3 pyvers==0.2.3 cloudpickle==3.1.2 \
 #       pytest-timeout==2.4.0 rich==14.2.0 markdown-it-py==4.0.0 mdurl==0.1.2 pygments==2.19.2
-# (about 2 MiB in all; bring the folder along, e.g. as a carried path). omegaconf is not needed: the config
-# loader uses it only for ${...} interpolations, and its antlr4 dependency has no wheel.
+# (about 3 MiB in all, tensordict's three 0.9 MiB; gpu_wheels/ is git-ignored, so bring it along as a carried
+# path: run(carry=["gpu_wheels"]) with --wheels gpu_wheels). omegaconf is not needed: the config loader uses it
+# only for ${...} interpolations, and its antlr4 dependency has no wheel.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"

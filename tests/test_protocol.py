@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from tensordict import TensorDict
+
 from verl import DataProto
-from verl.protocol import DataProtoItem
+from verl.protocol import DataProtoError, DataProtoItem, pad_dataproto_to_divisor, unpad_dataproto
 
 
 def make(n=5):
@@ -34,7 +36,7 @@ def test_mismatched_lengths_are_rejected_with_the_key():
     with pytest.raises(ValueError, match=r"\['uid'\] has 3 rows"):
         DataProto.from_dict({"a": torch.zeros(2, 1)}, {"uid": ["a", "b", "c"]})
     d = make(2)
-    with pytest.raises(ValueError, match=r"\['new'\] has 4 rows"):
+    with pytest.raises(RuntimeError, match="batch dimension mismatch"):  # TensorDict's own check
         d.batch["new"] = torch.zeros(4)
 
 
@@ -42,7 +44,7 @@ def test_unknown_keys_name_what_exists():
     d = make()
     with pytest.raises(KeyError, match="no key\\(s\\) \\['nope'\\]"):
         d.select(batch_keys=["nope"])
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(KeyError, match="nope"):
         d.batch["nope"]
     with pytest.raises(KeyError):
         d.pop(non_tensor_batch_keys=["missing"])
@@ -79,19 +81,65 @@ def test_union_merges_and_rejects_conflicts():
         a.union(DataProto(meta_info={"temperature": 1.0}))
 
 
-@pytest.mark.parametrize("n,chunks", [(5, 2), (5, 4), (8, 4), (1, 3), (7, 7)])
-def test_uneven_chunk_pads_and_concat_removes_padding(n, chunks):
-    d = make(n)
-    parts = d.chunk(chunks)
-    assert len(parts) == chunks
-    assert len({len(p) for p in parts}) == 1, "every rank gets the same number of rows"
-    assert sum(len(p) - p.padding for p in parts) == n
-    back = DataProto.concat(parts)
+def test_chunk_needs_an_even_split_unless_padded_or_auto_padding():
+    d = make(5)
+    with pytest.raises(DataProtoError, match="5 rows do not split into 2"):
+        d.chunk(2)
+    with pytest.raises(AssertionError):  # what verl raises; DataProtoError is also a ValueError
+        d.chunk(2)
+    padded, pad = pad_dataproto_to_divisor(d, 2)
+    parts = padded.chunk(2)
+    assert [len(p) for p in parts] == [3, 3] and all(p.meta_info == d.meta_info for p in parts)
+    back = unpad_dataproto(DataProto.concat(parts), pad)
     assert torch.equal(back.batch["input_ids"], d.batch["input_ids"])
     assert list(back.non_tensor_batch["uid"]) == list(d.non_tensor_batch["uid"])
-    # padding survives a trip through pickle (what Ray does to the per-rank parts)
-    again = DataProto.concat([pickle.loads(pickle.dumps(p)) for p in parts])
-    assert torch.equal(again.batch["scores"], d.batch["scores"])
+    auto = DataProto.from_dict({"x": torch.arange(5)}, auto_padding=True)
+    assert [p.batch["x"].tolist() for p in auto.chunk(2)] == [[0, 1, 2], [3, 4]]
+
+
+def test_batch_is_a_tensordict():
+    td = TensorDict({"obs": torch.arange(6).view(3, 2)}, batch_size=[3])
+    d = DataProto(batch=td, non_tensor_batch={"uid": ["a", "b", "c"]})
+    assert d.batch is td and len(d) == 3
+    assert isinstance(d[1:].batch, TensorDict) and d[1:].batch.batch_size == torch.Size([2])
+    assert isinstance(d[0].batch, TensorDict) and d[0].batch["obs"].tolist() == [0, 1]
+    with pytest.raises(AssertionError, match="one batch dimension"):
+        DataProto.from_dict({"a": torch.zeros(4, 2), "b": torch.zeros(4, 2, 3)}, num_batch_dims=2)
+    assert len(DataProto(batch=None, non_tensor_batch={"uid": ["a", "b"]})) == 2 and len(DataProto()) == 0
+
+
+def test_concat_gathers_worker_metrics_and_checks_other_meta():
+    parts = [DataProto.from_dict({"x": torch.zeros(2)}, meta_info={"metrics": {"loss": v}, "temperature": 1.0})
+             for v in (0.5, 0.7)]
+    parts.append(DataProto.from_dict({"x": torch.zeros(1)}, meta_info={"metrics": [{"loss": 0.9}]}))
+    out = DataProto.concat(parts)
+    assert out.meta_info == {"metrics": {"loss": [0.5, 0.7, 0.9]}, "temperature": 1.0} and len(out) == 5
+    clash = DataProto.from_dict({"x": torch.zeros(1)}, meta_info={"temperature": 0.5})
+    with pytest.raises(ValueError, match="Conflicting values for meta_info key 'temperature'"):
+        DataProto.concat([parts[0], clash])
+
+
+def test_make_iterator_and_sample_level_repeat():
+    d = DataProto.from_dict({"x": torch.arange(8)}, meta_info={"k": 1})
+    minis = list(d.make_iterator(mini_batch_size=4, epochs=2, seed=3, dataloader_kwargs={"shuffle": True}))
+    assert len(minis) == 4 and all(m.meta_info == {"k": 1} and len(m) == 4 for m in minis)
+    assert sorted(torch.cat([m.batch["x"] for m in minis[:2]]).tolist()) == list(range(8))
+    again = list(d.make_iterator(mini_batch_size=4, epochs=2, seed=3, dataloader_kwargs={"shuffle": True}))
+    assert all(torch.equal(a.batch["x"], b.batch["x"]) for a, b in zip(minis, again))
+    assert [m.batch["x"].tolist() for m in d.make_iterator(4, 1)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(ValueError, match="mini-batches of 3"):
+        d.make_iterator(3, 1)
+    rep = make(3).sample_level_repeat([2, 0, 1])
+    assert list(rep.non_tensor_batch["uid"]) == ["u0", "u0", "u2"] and rep.batch["input_ids"][:, 0].tolist() == [0, 0, 6]
+
+
+def test_to_and_from_tensordict():
+    d = make(3)
+    td = d.to_tensordict()
+    assert torch.equal(td["input_ids"], d.batch["input_ids"]) and td["uid"] == ["u0", "u1", "u2"]
+    back = DataProto.from_tensordict(td)
+    assert list(back.non_tensor_batch["uid"]) == ["u0", "u1", "u2"] and back.meta_info == {"temperature": 0.7}
+    assert back.non_tensor_batch["chat"][1] == [{"role": "user", "content": "1"}]
 
 
 def test_split_and_concat_round_trip():
@@ -158,6 +206,6 @@ def test_pickle_sends_tensors_as_out_of_band_buffers():
 
 
 def test_import_verl_is_light():
-    code = "import sys, verl; heavy = [m for m in ('ray', 'transformers') if m in sys.modules]; print(heavy)"
+    code = "import sys, verl; heavy = [m for m in ('ray', 'transformers', 'tensordict') if m in sys.modules]; print(heavy)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

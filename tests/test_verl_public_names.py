@@ -20,7 +20,23 @@ NAMES = {
     "verl.base_config": ["BaseConfig"],
     "verl.utils.config": ["omega_conf_to_dataclass"],
     "verl.trainer.config": ["AlgoConfig"],
-    "verl.protocol": ["DataProto", "pad_dataproto_to_divisor", "unpad_dataproto"],
+    "verl.protocol": ["DataProto", "DataProtoItem", "DataProtoConfig", "pad_dataproto_to_divisor", "unpad_dataproto",
+                      "union_tensor_dict", "union_numpy_dict", "collate_fn", "fold_batch_dim", "unfold_batch_dim",
+                      "serialize_single_tensor", "deserialize_single_tensor", "serialize_tensordict",
+                      "deserialize_tensordict", "list_of_dict_to_dict_of_list"],
+    "verl.utils.seqlen_balancing": ["get_seqlen_balanced_partitions", "greedy_partition", "rearrange_micro_batches",
+                                    "prepare_dynamic_batch", "restore_dynamic_batch", "get_reverse_idx", "ceildiv",
+                                    "roundup_divisible", "calculate_workload", "log_seqlen_unbalance",
+                                    "get_group_balanced_partitions"],
+    "verl.utils.flops_counter": ["FlopsCounter", "get_device_flops"],
+    "verl.utils.device": ["get_device_name", "get_torch_device", "get_nccl_backend"],
+    "verl.utils.checkpoint.fsdp_checkpoint_manager": ["FSDPCheckpointManager"],
+    "verl.workers.config": ["ActorConfig", "FSDPActorConfig", "CriticConfig", "FSDPCriticConfig", "FSDPCriticModelCfg",
+                            "HFModelConfig", "OptimizerConfig", "FSDPOptimizerConfig", "FSDPEngineConfig",
+                            "PolicyLossConfig", "RouterReplayConfig", "RolloutConfig", "RewardModelConfig",
+                            "SandboxFusionConfig", "AgentLoopConfig", "MtpConfig", "CheckpointConfig"],
+    "verl.single_controller.ray": ["RayWorkerGroup", "RayResourcePool", "RayClassWithInitArgs"],
+    "verl.single_controller.base": ["Worker", "WorkerGroup"],
     "verl.trainer.ppo.metric_utils": ["compute_throughout_metrics", "bootstrap_metric", "calc_maj_val",
                                       "compute_data_metrics", "compute_timing_metrics", "process_validation_metrics"],
     "verl.trainer.ppo.core_algos": ["register_policy_loss", "get_policy_loss_fn", "register_adv_est",
@@ -125,3 +141,89 @@ def test_copy_to_local_and_torch_functional():
     assert verl_F.masked_mean(x, m, axis=-1).tolist() == [2.0]  # verl's keyword
     assert verl_F.clip_by_value(torch.tensor([-2.0, 0.5, 2.0]), torch.tensor(-1.0), torch.tensor(1.0)).tolist() == [
         -1.0, 0.5, 1.0]  # fmt: skip
+
+
+def test_seqlen_balancing_is_the_one_balancer():
+    from verl.trainer.ppo import batch_ops
+    from verl.utils import seqlen_balancing as sb
+    from verl.workers import batching
+
+    lengths = [90, 10, 50, 50, 30, 70, 20, 80]
+    parts = sb.get_seqlen_balanced_partitions(lengths, 4, equal_size=True)
+    assert sorted(i for p in parts for i in p) == list(range(8)) and all(len(p) == 2 and p == sorted(p) for p in parts)
+    assert sorted(sum(lengths[i] for i in p) for p in parts) == [100, 100, 100, 100]
+    assert batch_ops.balanced_order(lengths, 4) == [i for p in parts for i in p], "the trainer's balancing is the same"
+    assert batching.greedy_partition is sb.greedy_partition
+    with pytest.raises(ValueError, match="3 < k_partitions: 4"):
+        sb.get_seqlen_balanced_partitions([1, 2, 3], 4, equal_size=False)
+    assert sb.log_seqlen_unbalance([1, 9, 5, 5], [[0, 1], [2, 3]], "s") == {
+        "s/min": 10, "s/max": 10, "s/minmax_diff": 0, "s/balanced_min": 10, "s/balanced_max": 10, "s/mean": 10.0}
+
+    from verl.protocol import DataProto
+
+    mask = torch.zeros(6, 8, dtype=torch.long)
+    for row, n in enumerate([8, 2, 6, 3, 7, 1]):
+        mask[row, :n] = 1
+    data = DataProto.from_dict({"attention_mask": mask, "row": torch.arange(6)}, {"uid": list("abcdef")})
+    micro, idx = sb.prepare_dynamic_batch(data, max_token_len=10)
+    assert len(micro) == 3 and sorted(i for p in idx for i in p) == list(range(6))  # ceil(27 / 10) micro-batches
+    assert all(list(m.non_tensor_batch["uid"]) == [list("abcdef")[i] for i in p] for m, p in zip(micro, idx))
+    merged = torch.cat([m.batch["row"] for m in micro])
+    assert sb.restore_dynamic_batch(merged, idx).tolist() == list(range(6))
+    assert len(sb.prepare_dynamic_batch(data, max_token_len=10, min_num_micro_batch=5)[0]) == 5
+    groups = sb.get_group_balanced_partitions([9, 9, 1, 1, 5, 5, 5, 5], ["a", "a", "b", "b", "c", "c", "d", "d"], 2)
+    assert groups == [[0, 1, 2, 3], [4, 5, 6, 7]], "runs of one uid stay together, two runs per partition"
+
+
+def test_flops_counter_counts_a_dense_decoder():
+    from types import SimpleNamespace
+
+    from verl.utils.flops_counter import FlopsCounter, get_device_flops
+
+    cfg = SimpleNamespace(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    # per layer: q,o 64x64 each, k,v 64x32 each, MLP 3 x 64x128; plus embedding and LM head 2 x 100x64
+    params = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128) + 2 * 100 * 64
+    attention = (3 * 3 + 5 * 5) * 64 * 2
+    achieved, peak = FlopsCounter(cfg).estimate_flops([3, 5], delta_time=2.0)
+    assert achieved == pytest.approx(6 * (params * 8 + attention) / 2.0 / 1e12)
+    assert peak == get_device_flops()
+    assert get_device_flops("T", device_name="NVIDIA H100 80GB HBM3") == pytest.approx(989.0)
+    assert get_device_flops("T", device_name="a CPU") == float("inf")
+    moe = SimpleNamespace(**{**vars(cfg), "model_type": "qwen3_moe", "moe_intermediate_size": 32,
+                             "num_experts": 8, "num_experts_per_tok": 2})
+    moe_params = 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 32 * 2 + 64 * 8) + 2 * 100 * 64  # 2 active experts + router
+    assert FlopsCounter(moe).estimate_flops([3, 5], 2.0)[0] == pytest.approx(6 * (moe_params * 8 + attention) / 2e12)
+    assert FlopsCounter(SimpleNamespace(model_type="deepseek_v3")).estimate_flops([3], 1.0)[0] == 0.0
+
+
+def test_fsdp_checkpoint_manager_round_trip(tmp_path):
+    from verl.utils.checkpoint.fsdp_checkpoint_manager import FSDPCheckpointManager
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    optim = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 4)).sum().backward()
+    optim.step()
+    manager = FSDPCheckpointManager(model, optim, checkpoint_config={"save_contents": ["model", "optimizer", "extra"]})
+    for step in (1, 2):
+        manager.save_checkpoint(str(tmp_path / f"global_step_{step}"), global_step=step, max_ckpt_to_keep=1)
+    assert not (tmp_path / "global_step_1").exists() and (tmp_path / "global_step_2" / "model").is_dir()
+    saved = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    manager.load_checkpoint(str(tmp_path / "global_step_2"))
+    assert all(torch.equal(a, b) for a, b in zip(saved, model.parameters()))
+    with pytest.raises(ValueError, match="unknown part"):
+        FSDPCheckpointManager(model, checkpoint_config={"save_contents": ["weights"]})
+    with pytest.raises(ValueError, match="hdfs_path"):
+        manager.save_checkpoint(str(tmp_path / "x"), hdfs_path="hdfs://a/b")
+
+
+def test_verl_worker_config_names_are_ours():
+    from verl.workers import config
+
+    assert config.FSDPActorConfig is config.ActorConfig and config.FSDPCriticConfig is config.CriticConfig
+    assert config.OptimizerConfig is config.FSDPOptimizerConfig is config.OptimConfig
+    assert config.FSDPEngineConfig is config.FSDPConfig

@@ -101,9 +101,9 @@ def test_search_r1_format_score_and_subem():
     assert search_r1.compute_score("<answer>it is Paris, France</answer>", {"target": ["paris"]}) == 0.0
 
 
-@pytest.mark.parametrize("source", ["numina_cn_k12", "hiyouga/geometry3k"])
-def test_sources_verl_knows_but_we_do_not_score_say_so(source):
-    with pytest.raises(UnknownDataSourceError, match="does not implement"):
+@pytest.mark.parametrize("source,package", [("numina_cn_k12", "pylatexenc"), ("hiyouga/geometry3k", "mathruler")])
+def test_sources_verl_knows_but_we_do_not_score_say_so(source, package):
+    with pytest.raises(UnknownDataSourceError, match=f"needs the package '{package}'.*custom_reward_function.path"):
         default_compute_score(source, "\\boxed{1}", "1")
 
 

@@ -68,7 +68,7 @@ def test_methods_use_the_shared_dispatch_and_collect(clean_world):
         assert torch.equal(out.batch["y"], torch.arange(5.0) * 2 + 1)
         assert data.meta_info == {"temperature": 0.5}, "the worker's edit of its input stayed in the worker"
         assert group.workers[0].seen_meta == [{"temperature": 0.5, "touched_by_worker": True}]
-        assert group.world() == [(0, 1, True, "0")]
+        assert group.world() == [(0, 1, False, "0")], "a plain Worker does not join a process group (verl's does not)"
         future = group.add(2, 3)
         assert isinstance(future, DataProtoFuture) and future.get() == 5
         assert group.worker_names == ["double_0"] and group.world_size == 1
@@ -125,3 +125,44 @@ def test_single_process_world_restores_what_was_there(monkeypatch):
     with single_process_world() as env:
         assert os.environ["RANK"] == "0" and os.environ["MASTER_PORT"] == env["MASTER_PORT"]
     assert os.environ["RANK"] == "7" and "MASTER_PORT" not in os.environ
+
+
+class _ThreeRanks:
+    """Just what the dispatch functions read from a worker group."""
+
+    world_size = 3
+
+
+def test_dp_dispatch_pads_uneven_batches_and_the_result_loses_the_padding():
+    from verl.single_controller.base.decorator import PADDING_KEY, drop_padding, get_dispatch_fns
+
+    fns = get_dispatch_fns(Dispatch.DP_COMPUTE_PROTO)
+    data = DataProto.from_dict({"x": torch.arange(7)}, {"uid": np.array(list("abcdefg"), dtype=object)})
+    args, kwargs = fns.dispatch_fn(_ThreeRanks(), data, scale=2)
+    padding = kwargs.pop(PADDING_KEY)
+    assert padding == (2, 9) and [len(p) for p in args[0]] == [3, 3, 3] and kwargs["scale"] == [2, 2, 2]
+    assert args[0][2].batch["x"].tolist() == [6, 0, 1], "padding repeats the first rows"
+    # each rank answers 2 samples per row (interleaved), as a rollout with n=2 does
+    outputs = [p.repeat(2, interleave=True) for p in args[0]]
+    out = drop_padding(fns.collect_fn(_ThreeRanks(), outputs), padding)
+    assert out.batch["x"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+    even_args, even_kwargs = fns.dispatch_fn(_ThreeRanks(), data[:6])
+    assert PADDING_KEY not in even_kwargs and [len(p) for p in even_args[0]] == [2, 2, 2]
+    with pytest.raises(ValueError, match="equal lengths"):
+        fns.dispatch_fn(_ThreeRanks(), data, data[:5])
+
+
+def test_a_plain_worker_never_joins_a_process_group(monkeypatch, clean_world):
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "9")  # nothing listens there: joining would wait for the timeout
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    worker = DoubleWorker()
+    assert (worker.rank, worker.world_size) == (1, 2) and not dist.is_initialized()
+    monkeypatch.delenv("MASTER_PORT")
+    with pytest.raises(RuntimeError, match=r"rank 1 of WORLD_SIZE=2 but \['MASTER_PORT'\] are not set"):
+        worker.init_process_group()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    DoubleWorker().init_process_group()  # one rank outside any group: runs without torch.distributed
+    assert not dist.is_initialized()

@@ -58,7 +58,12 @@ def make_group(cls, n=2, *args, **kwargs):
 class MathWorker(Worker):
     def __init__(self, offset: int = 0):
         super().__init__()
+        self.init_process_group()  # a worker that needs torch.distributed joins it itself, as verl's workers do
         self.offset = offset
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def env(self, name: str):
+        return os.environ.get(name)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def all_reduce(self, value: float) -> float:
@@ -115,7 +120,11 @@ class MathWorker(Worker):
 
 
 def test_gloo_group_all_reduce():
-    wg = make_group(MathWorker, 2)
+    pool = RayResourcePool(process_on_nodes=[2], use_gpu=False)
+    wg = RayWorkerGroup(pool, RayClassWithInitArgs(MathWorker), worker_env={"VERL_TEST_FLAG": "on", "N_THREADS": 3})
+    assert wg.env("VERL_TEST_FLAG") == ["on", "on"] and wg.env("N_THREADS") == ["3", "3"]
+    with pytest.raises(ValueError, match=r"may not override \['RANK'\]"):
+        RayWorkerGroup(pool, RayClassWithInitArgs(MathWorker), worker_env={"RANK": "5"})
     info = wg.whoami()
     assert [(r, w, b) for r, w, b, _ in info] == [(0, 2, "gloo"), (1, 2, "gloo")]
     assert info[0][3] != info[1][3], "two worker processes"

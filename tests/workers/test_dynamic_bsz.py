@@ -9,6 +9,7 @@ import torch
 
 from verl import DataProto
 from verl.utils.config import from_mapping
+from verl.utils.metric import reduce_metrics
 from verl.workers.actor import PPOActor
 from verl.workers.batching import BatchPlan, split_micro_batches, token_balanced_partitions
 from verl.workers.config import ActorRolloutRefConfig
@@ -72,10 +73,10 @@ def test_a_rank_resplits_into_the_count_the_ranks_agreed_on(monkeypatch):
     lengths = torch.tensor([4, 4, 4, 4])
     data = DataProto.from_dict({"attention_mask": (torch.arange(6)[None, :] < lengths[:, None]).long()})
     assert len(split_micro_batches(data, BatchPlan(4, None, 8))[0]) == 2  # alone: 2 micro-batches of 8 tokens
-    monkeypatch.setattr(batching, "_max_over_ranks", lambda n: 3)  # another rank needs 3
+    monkeypatch.setattr(batching, "max_over_ranks", lambda n: 3)  # another rank needs 3
     micro, restore = split_micro_batches(data, BatchPlan(4, None, 8))
     assert sorted(len(mb) for mb in micro) == [1, 1, 2] and sorted(restore.tolist()) == [0, 1, 2, 3]
-    monkeypatch.setattr(batching, "_max_over_ranks", lambda n: 5)  # more micro-batches than sequences here
+    monkeypatch.setattr(batching, "max_over_ranks", lambda n: 5)  # more micro-batches than sequences here
     with pytest.raises(RuntimeError, match="this rank has 4 sequences but another needs 5 micro-batches"):
         split_micro_batches(data, BatchPlan(4, None, 8))
 
@@ -197,7 +198,7 @@ def test_two_ranks_dynamic_update_equals_one_process_fixed(ray_cluster, tiny_mod
     pool = RayResourcePool(process_on_nodes=[2], use_gpu=False)
     wg = RayWorkerGroup(pool, RayClassWithInitArgs(ActorRolloutRefWorker, cfg, role="actor", total_training_steps=4))
     wg.init_model()
-    m_dyn = wg.update_actor(data).meta_info["metrics"]
+    m_dyn = reduce_metrics(dict(wg.update_actor(data).meta_info["metrics"]))  # the ranks' values, gathered by concat
     weights = wg.get_actor_weights()[0]
     for name, w in reference.model.state_dict().items():
         torch.testing.assert_close(weights[name], w, atol=2e-6, rtol=1e-5, msg=name)

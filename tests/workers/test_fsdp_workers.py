@@ -11,6 +11,7 @@ from verl.single_controller.ray import RayClassWithInitArgs, RayResourcePool, Ra
 from verl.workers.critic import CriticWorker  # noqa: E402
 from verl.workers.fsdp_workers import ActorRolloutRefWorker  # noqa: E402
 from verl.workers.fsdp import load_hf_model  # noqa: E402
+from verl.utils.metric import reduce_metrics  # noqa: E402
 
 N_PROMPTS, N = 4, 1  # a mini-batch of 4 prompts x 1 greedy response = 4 trajectories
 
@@ -82,6 +83,11 @@ def test_log_probs_on_two_ranks_equal_a_plain_forward(two_rank_policy, tiny_mode
     torch.testing.assert_close(ref.batch["ref_log_prob"], out.batch["old_log_probs"], atol=1e-5, rtol=0)
 
 
+def worker_metrics(out):
+    """One number per metric, as the trainer reduces the per-rank lists DataProto.concat gathered."""
+    return reduce_metrics(dict(out.meta_info["metrics"]))
+
+
 def prepared(wg, data):
     data = data.union(wg.compute_log_prob(data))
     return data.union(wg.compute_ref_log_prob(data))
@@ -91,8 +97,8 @@ def test_two_ranks_micro_one_equal_one_rank_whole_batch(two_rank_policy, tiny_mo
     one = policy_group(tiny_model_dir, ranks=1, micro_batch=N_PROMPTS * N)
     before = one.get_actor_weights()[0]
     data = prepared(one, training_batch(make_batch))
-    m1 = one.update_actor(data).meta_info["metrics"]
-    m2 = two_rank_policy.update_actor(data).meta_info["metrics"]
+    m1 = worker_metrics(one.update_actor(data))
+    m2 = worker_metrics(two_rank_policy.update_actor(data))
     w1, w2 = one.get_actor_weights()[0], two_rank_policy.get_actor_weights()[0]
     for name in before:
         torch.testing.assert_close(w2[name], w1[name], atol=2e-6, rtol=1e-5, msg=f"{name} differs")
@@ -114,7 +120,8 @@ def test_hybrid_engine_generates_from_updated_weights(two_rank_policy, tiny_mode
     prompts.batch["attention_mask"] = p_mask
     prompts.batch["position_ids"] = (p_mask.cumsum(-1) - 1).clamp(min=0)
     out = two_rank_policy.generate_sequences(prompts)
-    assert out.meta_info["metrics"]["timing_s/weight_sync"] >= 0
+    sync = out.meta_info["metrics"]["timing_s/weight_sync"]
+    assert len(sync) == 2 and min(sync) >= 0, "DataProto.concat gathers one value per rank"
 
     fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     fresh.load_state_dict(weights)
@@ -138,8 +145,8 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_schedule(two_rank_
         assert torch.equal(w_a[name], w_b[name]), name
     # identical next steps prove the optimizer moments and the LR schedule came back too
     data = prepared(two_rank_policy, training_batch(make_batch))
-    ma = two_rank_policy.update_actor(data).meta_info["metrics"]
-    mb = restored.update_actor(data).meta_info["metrics"]
+    ma = worker_metrics(two_rank_policy.update_actor(data))
+    mb = worker_metrics(restored.update_actor(data))
     assert ma["actor/lr"] == mb["actor/lr"]
     w_a, w_b = two_rank_policy.get_actor_weights()[0], restored.get_actor_weights()[0]
     for name in w_a:
@@ -160,7 +167,7 @@ def test_critic_values_and_update_on_two_ranks(tiny_model_dir, make_batch):
     assert (values[data.batch["response_mask"] == 0] == 0).all()
     data.batch["values"] = values
     data.batch["returns"] = torch.ones(4, 7) * data.batch["response_mask"]
-    metrics = wg.update_critic(data).meta_info["metrics"]
+    metrics = worker_metrics(wg.update_critic(data))
     assert metrics["critic/vf_loss"] > 0 and metrics["critic/grad_norm"] > 0
     after = wg.compute_values(data).batch["values"]
     mask = data.batch["response_mask"].bool()
@@ -194,7 +201,7 @@ def test_lora_two_ranks_equal_one_rank(tiny_model_dir, make_batch):
     data = data.union(one.compute_log_prob(data)).union(one.compute_ref_log_prob(data))  # ref: adapters disabled
     ref_two = two.compute_ref_log_prob(data).batch["ref_log_prob"]
     torch.testing.assert_close(ref_two, data.batch["ref_log_prob"], atol=1e-6, rtol=0)
-    m1, m2 = one.update_actor(data).meta_info["metrics"], two.update_actor(data).meta_info["metrics"]
+    m1, m2 = worker_metrics(one.update_actor(data)), worker_metrics(two.update_actor(data))
     assert m1["actor/grad_norm"] == pytest.approx(m2["actor/grad_norm"], rel=1e-5)
     w1, w2 = one.get_actor_weights(), two.get_actor_weights()[0]
     assert w1.keys() == base.keys()

@@ -121,7 +121,7 @@ def parse_prompts(data: DataProto) -> Prompts:
     """Check and unpack the prompt tensors of a generation request (``position_ids`` derived when missing)."""
     for key in ("input_ids", "attention_mask"):
         if key not in data.batch:
-            raise KeyError(f"generate_sequences needs batch[{key!r}] (left-padded prompts); got {list(data.batch)}")
+            raise KeyError(f"generate_sequences needs batch[{key!r}] (left-padded prompts); got {list(data.batch.keys())}")
     input_ids, mask = data.batch["input_ids"], data.batch["attention_mask"]
     if input_ids.dim() != 2 or mask.shape != input_ids.shape:
         raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(mask.shape)} must both be "

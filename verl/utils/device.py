@@ -37,3 +37,13 @@ def synchronize() -> None:
 def empty_cache() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def get_torch_device():
+    """verl's name: the torch module of the current device type (``torch.cuda``, or ``torch.cpu`` without one)."""
+    return getattr(torch, get_device_name())
+
+
+def get_nccl_backend() -> str:
+    """verl's name for :func:`get_dist_backend` of the current device (gloo on CPU, where verl would say nccl)."""
+    return get_dist_backend()

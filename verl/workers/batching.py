@@ -8,15 +8,15 @@ uses the same number of micro-batches so FSDP's collectives line up.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from verl.protocol import DataProto
+from verl.utils.seqlen_balancing import greedy_partition
 
-__all__ = ["BatchPlan", "split_micro_batches", "to_device", "token_balanced_partitions"]
+__all__ = ["BatchPlan", "max_over_ranks", "split_micro_batches", "to_device", "token_balanced_partitions"]
 
 
 @dataclass(frozen=True)
@@ -65,26 +65,17 @@ class BatchPlan:
 
 def token_balanced_partitions(lengths: list[int], max_tokens: int, min_parts: int = 1) -> list[list[int]]:
     """Split sample indices into the fewest groups whose token sums stay within ``max_tokens`` (at least
-    ``min_parts`` groups), balancing loads greedily (longest first into the lightest group)."""
+    ``min_parts`` groups), balanced by :func:`verl.utils.seqlen_balancing.greedy_partition`."""
     if lengths and max(lengths) > max_tokens:
         raise ValueError(
             f"a sequence of {max(lengths)} tokens exceeds the micro-batch token budget {max_tokens}; raise "
             "*_max_token_len_per_gpu to at least max_prompt_length + max_response_length"
         )
     parts = max(min_parts, -(-sum(lengths) // max_tokens), 1)
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     while True:
-        heap = [(0, p) for p in range(parts)]
-        groups: list[list[int]] = [[] for _ in range(parts)]
-        fits = True
-        for i in order:
-            load, p = heapq.heappop(heap)
-            groups[p].append(i)
-            load += lengths[i]
-            fits &= load <= max_tokens
-            heapq.heappush(heap, (load, p))
-        if fits:
-            return [sorted(g) for g in groups if g] or [[]]
+        groups = greedy_partition(lengths, parts, equal_size=False)
+        if all(sum(lengths[i] for i in g) <= max_tokens for g in groups):
+            return [g for g in groups if g] or [[]]
         parts += 1
 
 
@@ -95,7 +86,7 @@ def split_micro_batches(data: DataProto, plan: BatchPlan) -> tuple[list[DataProt
         return data.split(plan.micro_batch_size or len(data)), None
     lengths = data.batch["attention_mask"].sum(-1).tolist()
     groups = token_balanced_partitions(lengths, plan.max_token_len)
-    agreed = _max_over_ranks(len(groups))  # same count on every rank, so FSDP's collectives line up
+    agreed = max_over_ranks(len(groups))  # same count on every rank, so FSDP's collectives line up
     if agreed > len(groups):
         groups = token_balanced_partitions(lengths, plan.max_token_len, min_parts=agreed)
         if len(groups) < agreed:  # fewer sequences than micro-batches: this rank cannot keep step with the others
@@ -109,11 +100,12 @@ def split_micro_batches(data: DataProto, plan: BatchPlan) -> tuple[list[DataProt
     return [data[g] for g in groups], restore
 
 
-def _max_over_ranks(value: int) -> int:
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+def max_over_ranks(value: int, group=None) -> int:
+    """The largest ``value`` over the ranks of ``group`` (default: every rank), carried on the CPU."""
+    if not (dist.is_initialized() and dist.get_world_size(group) > 1):
         return value
     t = torch.tensor([value], dtype=torch.int64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_cpu_group())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group if group is not None else _cpu_group())
     return int(t.item())
 
 

@@ -29,6 +29,23 @@ from verl.workers.config_sections import (
 )
 
 __all__ = [
+    # verl's names (verl.workers.config): FSDP is this library's training engine, so verl's FSDP* sections and
+    # the engine-agnostic names are the same classes as ours.
+    "AgentLoopConfig",
+    "CheckpointEngineConfig",
+    "FSDPActorConfig",
+    "FSDPCriticConfig",
+    "FSDPCriticModelCfg",
+    "FSDPEngineConfig",
+    "FSDPOptimizerConfig",
+    "MtpConfig",
+    "OptimizerConfig",
+    "PrometheusConfig",
+    "RolloutConfig",
+    "RouterReplayConfig",
+    "SandboxFusionConfig",
+    "TraceConfig",
+    # this library's names
     "ActorConfig",
     "ActorRolloutRefConfig",
     "CheckpointConfig",
@@ -614,3 +631,11 @@ class RewardModelConfig:
     rollout: RewardRolloutConfig = field(default_factory=RewardRolloutConfig)
     """The engine serving a generative reward model (with ``use_reward_loop``, ``enable`` and a reward function);
     a discriminative model (no reward function) is scored by the reward-model worker whatever the engine."""
+
+
+# verl's names for the same sections (see __all__).
+FSDPActorConfig = ActorConfig
+FSDPCriticConfig = CriticConfig
+FSDPCriticModelCfg = CriticModelConfig
+FSDPEngineConfig = FSDPConfig
+OptimizerConfig = FSDPOptimizerConfig = OptimConfig

@@ -118,6 +118,7 @@ class CriticWorker(Worker):
     def __init__(self, config: CriticConfig | Mapping[str, Any], rollout_n: int = 1, total_training_steps: int = -1,
                  model_path: str = ""):
         super().__init__()
+        self.init_process_group()  # as verl's workers: the model workers join the world, the base class does not
         self.config = config if isinstance(config, CriticConfig) else from_mapping(CriticConfig, config, "critic.")
         self.rollout_n = rollout_n
         steps = self.config.optim.total_training_steps

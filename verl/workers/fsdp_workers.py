@@ -75,6 +75,7 @@ class ActorRolloutRefWorker(Worker):
 
     def __init__(self, config: ActorRolloutRefConfig | Mapping[str, Any], role: str, total_training_steps: int = -1):
         super().__init__()
+        self.init_process_group()  # as verl's workers: the model workers join the world, the base class does not
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {list(ROLES)}")
         self.config = config if isinstance(config, ActorRolloutRefConfig) else from_mapping(
@@ -194,8 +195,9 @@ class ActorRolloutRefWorker(Worker):
     def generate_sequences(self, prompts: DataProto) -> DataProto:
         if not self._is_rollout:
             raise RuntimeError(f"generate_sequences needs a rollout role; this worker is {self.role!r}")
-        if "seed" in prompts.meta_info:  # one stream per replica, or replicas given copies of a prompt sample alike
-            prompts.meta_info["seed"] = int(prompts.meta_info["seed"]) * 1009 + self.rollout_tp.dp_rank
+        seed = prompts.meta_info.get("seed")
+        if seed is not None:  # one stream per replica, or replicas given copies of a prompt sample alike
+            prompts.meta_info["seed"] = int(seed) * 1009 + self.rollout_tp.dp_rank
         self.rollout.wake_up()
         sync_s = self._sync_rollout_weights()
         start = time.perf_counter()
@@ -204,6 +206,8 @@ class ActorRolloutRefWorker(Worker):
         if self.config.rollout.free_cache_engine:
             self.rollout.sleep()
         out.to("cpu")
+        if seed is not None:  # the driver's value: the ranks' outputs carry one meta_info that concat can merge
+            out.meta_info["seed"] = seed
         out.meta_info["metrics"] = {"timing_s/weight_sync": sync_s, "timing_s/generate_on_worker": gen_s}
         return out
 

@@ -6,20 +6,13 @@ import torch
 from torch import nn
 
 from verl.protocol import DataProto
+from verl.utils.flops_counter import device_peak_flops
 
 __all__ = ["actor_perf_metrics", "peak_flops"]
 
-# Dense bf16 tensor-core peaks (FLOP/s) by device-name fragment.
-_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12,
-              "MI300X": 1307e12, "MI250": 362e12}
-
-
 def peak_flops() -> float | None:
     """The accelerator's bf16 peak, or None where unknown (CPU)."""
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name()
-    return next((v for k, v in _PEAK_BF16.items() if k in name), None)
+    return device_peak_flops()
 
 
 def num_params(model: nn.Module) -> int:

@@ -46,6 +46,7 @@ class RewardModelWorker(Worker):
 
     def __init__(self, config: RewardModelConfig | Mapping[str, Any]):
         super().__init__()
+        self.init_process_group()  # as verl's workers: the model workers join the world, the base class does not
         self.config = (config if isinstance(config, RewardModelConfig)
                        else from_mapping(RewardModelConfig, config, "reward_model."))
 

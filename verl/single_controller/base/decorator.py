@@ -16,20 +16,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from verl.protocol import DataProto
+from verl.protocol import DataProto, pad_dataproto_to_divisor
 
 __all__ = [
     "MAGIC_ATTR",
+    "PADDING_KEY",
     "Dispatch",
     "Execute",
     "DataProtoFuture",
     "register",
     "register_dispatch_mode",
     "get_dispatch_fns",
+    "drop_padding",
     "make_nd_compute_dataproto_dispatch_fn",
 ]
 
 MAGIC_ATTR = "__verl_register_attrs__"
+
+PADDING_KEY = "_verl_dispatch_padding"
+"""Key a dispatch function may add to its ``kwargs``: ``(pad_size, padded_length)`` of the DataProtos it padded to
+split them evenly. The worker group removes it before the call and drops the padding rows from the result."""
 
 
 class Dispatch(enum.Enum):
@@ -114,16 +120,35 @@ def _dispatch_dp_compute(wg, *args, **kwargs):
     return tuple(list(a) for a in args), {k: list(v) for k, v in kwargs.items()}
 
 
-def _chunk_or_replicate(value: Any, chunks: int) -> list:
-    value = _materialize(value)
-    if isinstance(value, DataProto):
-        return value.chunk(chunks)
-    return [value] * chunks
+def _chunk_all(args: tuple, kwargs: dict, chunks: int) -> tuple[list[list], dict[str, list], tuple[int, int] | None]:
+    """Every DataProto argument padded to a multiple of ``chunks`` rows (repeating its first rows, as
+    :func:`~verl.protocol.pad_dataproto_to_divisor` does) and chunked; other arguments repeated. Returns the
+    per-chunk args and kwargs and ``(pad_size, padded_length)`` when padding was added (else ``None``)."""
+    padding = None
+
+    def split(name: str, value: Any) -> list:
+        nonlocal padding
+        value = _materialize(value)
+        if not isinstance(value, DataProto):
+            return [value] * chunks
+        padded, pad = pad_dataproto_to_divisor(value, chunks)
+        if pad:
+            if padding is not None and padding != (pad, len(padded)):
+                raise ValueError(f"DataProto argument {name} has {len(value)} rows but another DataProto argument has "
+                                 f"{padding[1] - padding[0]}; arguments padded for {chunks} ranks must have equal lengths")
+            padding = (pad, len(padded))
+        return padded.chunk(chunks)
+
+    chunked_args = [split(f"#{i}", a) for i, a in enumerate(args)]
+    chunked_kwargs = {k: split(repr(k), v) for k, v in kwargs.items()}
+    return chunked_args, chunked_kwargs, padding
 
 
 def _dispatch_dp_proto(wg, *args, **kwargs):
-    n = wg.world_size
-    return tuple(_chunk_or_replicate(a, n) for a in args), {k: _chunk_or_replicate(v, n) for k, v in kwargs.items()}
+    chunked_args, chunked_kwargs, padding = _chunk_all(args, kwargs, wg.world_size)
+    if padding:
+        chunked_kwargs[PADDING_KEY] = padding
+    return tuple(chunked_args), chunked_kwargs
 
 
 def _dispatch_dp_proto_with_func(wg, func, *args, **kwargs):
@@ -204,13 +229,11 @@ def make_nd_compute_dataproto_dispatch_fn(mesh_name: str) -> DispatchFns:
 
     def dispatch_fn(wg, *args, **kwargs):
         dp_ranks, _ = wg._query_dispatch_info(mesh_name)
-        dp_size = max(dp_ranks) + 1
-        chunked_args = [_chunk_or_replicate(a, dp_size) for a in args]
-        chunked_kwargs = {k: _chunk_or_replicate(v, dp_size) for k, v in kwargs.items()}
-        return (
-            tuple([c[r] for r in dp_ranks] for c in chunked_args),
-            {k: [c[r] for r in dp_ranks] for k, c in chunked_kwargs.items()},
-        )
+        chunked_args, chunked_kwargs, padding = _chunk_all(args, kwargs, max(dp_ranks) + 1)
+        per_rank_kwargs = {k: [c[r] for r in dp_ranks] for k, c in chunked_kwargs.items()}
+        if padding:
+            per_rank_kwargs[PADDING_KEY] = padding
+        return tuple([c[r] for r in dp_ranks] for c in chunked_args), per_rank_kwargs
 
     def collect_fn(wg, outputs):
         dp_ranks, is_collect = wg._query_dispatch_info(mesh_name)
@@ -226,17 +249,14 @@ def make_nd_compute_dataproto_dispatch_fn(mesh_name: str) -> DispatchFns:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _carry_padding(args: tuple, kwargs: dict, output: Any) -> Any:
-    """Mark the rows of ``output`` that were computed for :meth:`DataProto.chunk` padding, so the driver's
-    concat drops them. A result ``k`` times longer than its input (interleaved repeats) carries ``k`` x."""
-    if not isinstance(output, DataProto):
+def drop_padding(output: Any, padding: tuple[int, int] | None) -> Any:
+    """``output`` without the rows computed for the padding a dispatch added. A result ``k`` times as long as the
+    padded input (``k`` samples per row, interleaved) loses ``k`` rows per padding row."""
+    if not padding or not isinstance(output, DataProto):
         return output
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, DataProto) and value.padding and len(value):
-            if len(output) % len(value) == 0:
-                output.padding = value.padding * (len(output) // len(value))
-            break
-    return output
+    pad, padded_len = padding
+    per_row = len(output) // padded_len if len(output) % padded_len == 0 else 1
+    return output[: len(output) - pad * per_row]
 
 
 def register(
@@ -258,7 +278,7 @@ def register(
     def decorator(func: Callable) -> Callable:
         @functools.wraps(func)
         def inner(*args, **kwargs):
-            return _carry_padding(args, kwargs, func(*args, **kwargs))
+            return func(*args, **kwargs)
 
         setattr(inner, MAGIC_ATTR, {"dispatch_mode": dispatch_mode, "execute_mode": execute_mode, "blocking": blocking})
         return inner

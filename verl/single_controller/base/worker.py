@@ -1,8 +1,10 @@
 """``Worker``: the base class of every SPMD worker process.
 
 The worker group starts each worker with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT`` in its environment; ``Worker.__init__`` reads them and joins the group's torch.distributed
-world (gloo on CPU, nccl on GPUs). Several workers colocated in one process share that one world.
+``MASTER_PORT`` in its environment; ``Worker.__init__`` reads its rank and device from them and nothing more.
+As in verl, joining the group's torch.distributed world (gloo on CPU, nccl on GPUs) is the job of the worker
+classes that need it: they call :meth:`Worker.init_process_group` in their own ``__init__`` (the FSDP actor,
+critic and reward-model workers do). Several workers colocated in one process share that one world.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import socket
 from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils.device import get_device, get_device_name, get_dist_backend
 
-__all__ = ["Worker", "get_node_ip", "find_free_port"]
+__all__ = ["WORLD_ENV", "Worker", "get_node_ip", "find_free_port"]
+
+WORLD_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+"""The environment variables a worker group sets for each rank."""
 
 # Long enough for the slowest peer to import torch and build its model, short enough not to hang forever.
 DIST_INIT_TIMEOUT_S = int(os.environ.get("VERL_DIST_INIT_TIMEOUT_S", "600"))
@@ -54,8 +59,6 @@ class Worker:
         self._local_rank = int(os.environ.get("LOCAL_RANK", 0))
         self.device = get_device(self._local_rank)
         self._dispatch_info: dict[str, tuple[int, bool]] = {}
-        if "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
-            self._init_distributed()
 
     @property
     def rank(self) -> int:
@@ -65,12 +68,24 @@ class Worker:
     def world_size(self) -> int:
         return self._world_size
 
-    def _init_distributed(self) -> None:
+    def init_process_group(self) -> None:
+        """Join the group's torch.distributed world from ``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE``.
+
+        A no-op when this process already joined one (e.g. through a colocated role), and for a one-rank worker
+        built outside any group (no ``MASTER_ADDR``/``MASTER_PORT``), which then runs without torch.distributed.
+        """
         import torch
         import torch.distributed as dist
 
         if dist.is_initialized():  # another colocated role in this process already joined
             return
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing and self._world_size == 1:
+            return
+        if missing:
+            raise RuntimeError(f"{type(self).__name__} is rank {self._rank} of WORLD_SIZE={self._world_size} but "
+                               f"{missing} are not set; build it through a worker group (RayWorkerGroup / "
+                               "LocalWorkerGroup), which sets them")
         device_name = get_device_name()
         if device_name == "cuda":  # device-ok: pin this process's GPU before nccl sees it
             torch.cuda.set_device(self.device)

@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from verl.single_controller.base.decorator import MAGIC_ATTR, DataProtoFuture, Execute, get_dispatch_fns
+from verl.single_controller.base.decorator import (
+    MAGIC_ATTR,
+    PADDING_KEY,
+    DataProtoFuture,
+    Execute,
+    drop_padding,
+    get_dispatch_fns,
+)
 
 __all__ = ["ClassWithInitArgs", "ResourcePool", "WorkerGroup"]
 
@@ -140,6 +147,7 @@ class WorkerGroup:
 
         def method(*args, **kwargs):
             args, kwargs = fns.dispatch_fn(self, *args, **kwargs)
+            padding = kwargs.pop(PADDING_KEY, None)
             ranks = [0] if execute_mode == Execute.RANK_ZERO else list(range(self.world_size))
             for name, values in [*enumerate(args), *kwargs.items()]:
                 if len(values) < len(ranks):
@@ -148,7 +156,7 @@ class WorkerGroup:
             handles = self._execute(remote_name, ranks, args, kwargs)
 
             def collect():
-                return fns.collect_fn(self, self._wait(remote_name, ranks, handles, started))
+                return drop_padding(fns.collect_fn(self, self._wait(remote_name, ranks, handles, started)), padding)
 
             return collect() if blocking else DataProtoFuture(collect)
 

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from verl.protocol import DataProto, TensorBatch
+from verl.protocol import DataProto
 from verl.single_controller.base.watchdog import WorkerCallTimeoutError, timeout_message
-from verl.single_controller.base.worker import find_free_port
+from verl.single_controller.base.worker import WORLD_ENV, find_free_port
 from verl.single_controller.base.worker_group import ClassWithInitArgs, WorkerGroup
 from verl.utils.deadline import call_with_deadline
 
@@ -39,7 +39,6 @@ __all__ = ["HARD_EXIT_GRACE_S", "LocalWorkerGroup", "single_process_world"]
 HARD_EXIT_GRACE_S = 30.0
 """Seconds after the watchdog's limit at which a call that could not be interrupted ends the process."""
 
-WORLD_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 @contextmanager
@@ -65,7 +64,7 @@ def _handed_over(value: Any) -> Any:
         return value
     out = object.__new__(type(value))  # not copy.copy: that would go through DataProto's pickling state
     out.__dict__.update(value.__dict__)
-    out.batch = TensorBatch(dict(value.batch.items()), batch_size=value.batch._n)
+    out.batch = value.batch.copy()
     out.non_tensor_batch = dict(value.non_tensor_batch)
     out.meta_info = copy.deepcopy(value.meta_info)
     return out

@@ -26,7 +26,7 @@ from verl.single_controller.base.watchdog import (
     stack_dump_dir,
     timeout_message,
 )
-from verl.single_controller.base.worker import find_free_port, get_node_ip
+from verl.single_controller.base.worker import WORLD_ENV, find_free_port, get_node_ip
 from verl.single_controller.base.worker_group import ClassWithInitArgs, ResourcePool, WorkerGroup
 
 __all__ = [
@@ -181,12 +181,33 @@ def actor_stacks(actor: Any, dump_dir: str) -> str:
         return f"(could not dump the stacks of process {pid} on node {node[:12]}: {exc!r})"
 
 
+def _check_worker_env(worker_env: dict[str, str] | None) -> dict[str, str]:
+    """``worker_env`` as ``{str: str}`` (numbers and bools are written as strings), else a clear error."""
+    if worker_env is None:
+        return {}
+    if not isinstance(worker_env, dict):
+        raise TypeError(f"worker_env must be a dict of environment variables, got {type(worker_env).__name__}")
+    clash = sorted(set(worker_env) & {STACK_DUMP_DIR_ENV, *WORLD_ENV})
+    if clash:
+        raise ValueError(f"worker_env may not override {clash}: the worker group sets them for each rank")
+    out = {}
+    for key, value in worker_env.items():
+        if not isinstance(key, str) or not key or "=" in key:
+            raise ValueError(f"worker_env: {key!r} is not a valid environment variable name")
+        if not isinstance(value, (str, int, float, bool)):
+            raise TypeError(f"worker_env[{key!r}] must be a string (or number), got {type(value).__name__}")
+        out[key] = str(value)
+    return out
+
+
 class RayWorkerGroup(WorkerGroup):
     """``world_size`` Ray actors of one worker class, one per bundle of ``resource_pool``.
 
     Every ``@register``-ed method of the class becomes a method of this group, e.g. ``wg.update_actor(batch)``.
     With ``call_timeout_s`` (seconds; ``None``/0: off), a call whose ranks have not all returned by then raises
     :class:`WorkerCallTimeoutError` naming the stuck workers, ranks and method, with their threads' stacks.
+    ``worker_env`` adds environment variables to every worker process (verl's option; the rank and master
+    variables the group sets itself cannot be overridden).
     """
 
     def __init__(
@@ -196,9 +217,11 @@ class RayWorkerGroup(WorkerGroup):
         name_prefix: str | None = None,
         detached: bool = False,
         call_timeout_s: float | None = None,
+        worker_env: dict[str, str] | None = None,
     ):
         super().__init__()
         self.call_timeout_s = call_timeout_s
+        self.customized_worker_env = _check_worker_env(worker_env)
         self._workers: list[Any] = []
         if ray_cls_with_init is not None:
             ray_cls_with_init = RayClassWithInitArgs.from_class_with_init_args(ray_cls_with_init)
@@ -231,6 +254,7 @@ class RayWorkerGroup(WorkerGroup):
                     "MASTER_ADDR": master_addr,
                     "MASTER_PORT": str(master_port),
                 }
+                env.update(self.customized_worker_env)
                 name = f"{self.name_prefix}_{rank}"
                 self._workers.append(
                     cls(pg, local_rank, num_cpus=share, num_gpus=share if pool.use_gpu else 0, env_vars=env,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 from collections import defaultdict
@@ -11,30 +10,17 @@ import numpy as np
 import torch
 
 from verl.protocol import DataProto
+from verl.utils.seqlen_balancing import greedy_partition
 
 __all__ = ["balanced_order", "dump_generations", "filter_zero_variance_groups", "sequence_metric"]
 
 
 def balanced_order(seq_lengths: list[int], n_ranks: int) -> list[int]:
     """A permutation of the batch whose ``n_ranks`` contiguous equal-size chunks have near-equal token sums
-    (the data-parallel ranks' loads): longest sequence first onto the lightest rank that still has room."""
-    n = len(seq_lengths)
-    if n % n_ranks:
-        return list(range(n))  # uneven batches are padded by the dispatch; keep their order
-    per_rank = n // n_ranks
-    heap = [(0, r) for r in range(n_ranks)]
-    groups: list[list[int]] = [[] for _ in range(n_ranks)]
-    for i in sorted(range(n), key=lambda i: -seq_lengths[i]):
-        full = []
-        load, r = heapq.heappop(heap)
-        while len(groups[r]) == per_rank:
-            full.append((load, r))
-            load, r = heapq.heappop(heap)
-        groups[r].append(i)
-        heapq.heappush(heap, (load + seq_lengths[i], r))
-        for item in full:
-            heapq.heappush(heap, item)
-    return [i for g in groups for i in sorted(g)]
+    (the data-parallel ranks' loads), from :func:`verl.utils.seqlen_balancing.greedy_partition`."""
+    if len(seq_lengths) % n_ranks:
+        return list(range(len(seq_lengths)))  # uneven batches are padded by the dispatch; keep their order
+    return [i for g in greedy_partition(seq_lengths, n_ranks, equal_size=True) for i in g]
 
 
 def sequence_metric(batch: DataProto, metric: str, extra_info: dict[str, list]) -> np.ndarray:

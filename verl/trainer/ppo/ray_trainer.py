@@ -39,6 +39,7 @@ from verl.trainer.ppo.metric_utils import (
     process_validation_metrics,
 )
 from verl.utils.config import to_dict
+from verl.utils.metric import reduce_metrics
 
 __all__ = ["RayPPOTrainer", "Role"]
 
@@ -62,7 +63,10 @@ def timer(name: str, timing: dict[str, float]):
 
 
 def reduce_worker_metrics(output: DataProto) -> dict[str, float]:
-    return dict(output.meta_info.get("metrics", {}))
+    """One number per metric from a worker-group result: ``DataProto.concat`` gathered each rank's value into a list
+    (reduced with verl's rule: max for "max" names, min for "min" names, else the mean)."""
+    reduced = reduce_metrics(dict(output.meta_info.get("metrics", {})))
+    return {k: float(v) if isinstance(v, np.number) else v for k, v in reduced.items()}  # plain floats for the loggers
 
 
 class RayPPOTrainer:

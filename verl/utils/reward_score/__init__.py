@@ -74,8 +74,8 @@ _PREFIX: dict[str, ScoreFn] = {"aime": _math_dapo}
 # sources verl's default_compute_score knows whose graders need libraries we do not depend on
 _NUMINA = ("aops_forum", "synthetic_math", "amc_aime", "synthetic_amc", "cn_k12", "olympiads")
 _NOT_IMPLEMENTED = {
-    **{f"numina_{name}": "prime_math (a sympy + pylatexenc grader)" for name in _NUMINA},
-    "hiyouga/geometry3k": "geo3k (mathruler's grader)",
+    **{f"numina_{name}": ("prime_math (a sympy + pylatexenc grader)", "pylatexenc") for name in _NUMINA},
+    "hiyouga/geometry3k": ("geo3k (mathruler's grader)", "mathruler"),
 }
 
 
@@ -110,9 +110,11 @@ def _lookup(data_source: str) -> ScoreFn:
     if fn is None:
         fn = next((f for p, f in _PREFIX.items() if data_source.startswith(p)), None)
     if fn is None and data_source in _NOT_IMPLEMENTED:
+        grader, package = _NOT_IMPLEMENTED[data_source]
         raise UnknownDataSourceError(
-            f"data_source={data_source!r} is scored in verl by {_NOT_IMPLEMENTED[data_source]}, which this library "
-            "does not implement; score it with custom_reward_function.path=/path/to/file.py"
+            f"data_source={data_source!r} is scored in verl by {grader}, which needs the package {package!r} that "
+            "this library does not depend on, so it is not implemented here; score it with "
+            "custom_reward_function.path=/path/to/file.py (a function that imports the package itself)"
         )
     if fn is None:
         raise UnknownDataSourceError(
