@@ -28,7 +28,6 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
