@@ -1,9 +1,11 @@
-"""A calculator tool written from scratch against verl's tool contract (docs/advance/multiturn.md walks through it).
+"""A calculator tool written from scratch against verl's tool contract, for the multi-turn example.
 
-The model calls ``calc`` with an arithmetic expression (``{"expr": "47 + 38"}``); the tool evaluates it safely
-(numbers, + - * / and parentheses only, through Python's ``ast``; no ``eval``) and answers with the value. It keeps
-no state per trajectory, so ``create`` / ``release`` are the base class's; it counts the calls that succeeded,
-which ``calc_reward`` returns (it reaches the reward function as ``rollout_reward_scores["calc"]``).
+``calculate`` evaluates an arithmetic expression safely (numbers, + - * / and parentheses only, through Python's
+``ast``; no ``eval``) and answers with the value. The expression is the call's ``expr`` argument when the model gives
+one, else the problem's own, handed to the tool per sample as ``extra_info.tools_kwargs.calculate.create_kwargs
+.expression`` (as verl's GSM8K tool is handed the ground truth): the example's model only has to decide to call
+``calculate()``. It counts the calls that succeeded, which ``calc_reward`` returns (it reaches the reward function
+as ``rollout_reward_scores["calculate"]``).
 """
 
 from __future__ import annotations
@@ -38,20 +40,25 @@ def evaluate(expr: str) -> float:
 
 
 class CalculatorTool(BaseTool):
-    """``calc(expr)``: evaluates an arithmetic expression."""
+    """``calculate(expr=<the problem's expression>)``: evaluates an arithmetic expression."""
 
     def __init__(self, config: dict, tool_schema: OpenAIFunctionToolSchema | None):
         super().__init__(config, tool_schema)
         self.successes: dict[str, int] = {}
+        self.expressions: dict[str, str] = {}
 
     async def create(self, instance_id: str | None = None, **kwargs: Any) -> tuple[str, ToolResponse]:
         instance_id, response = await super().create(instance_id)
         self.successes[instance_id] = 0
+        self.expressions[instance_id] = str((kwargs.get("create_kwargs") or {}).get("expression", ""))
         return instance_id, response
 
     async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs: Any) -> tuple[ToolResponse, float, dict]:
+        expr = parameters.get("expr") or self.expressions[instance_id]
         try:
-            value = evaluate(str(parameters.get("expr", "")))
+            if not expr:
+                raise ValueError("no expression: pass expr")
+            value = evaluate(str(expr))
         except (ValueError, SyntaxError, ZeroDivisionError) as err:
             return ToolResponse(text=f"error: {err}"), 0.0, {"ok": False}
         self.successes[instance_id] += 1
@@ -63,3 +70,4 @@ class CalculatorTool(BaseTool):
 
     async def release(self, instance_id: str, **kwargs: Any) -> None:
         self.successes.pop(instance_id, None)
+        self.expressions.pop(instance_id, None)

@@ -91,3 +91,34 @@ def make_batch(tokenizer, questions, agent_name="tool_agent", tools_kwargs=None,
 def rollout_config(**multi_turn):
     return RolloutConfig(name="hf", dtype="float32", do_sample=False, prompt_length=512, response_length=256,
                          calculate_log_probs=True, multi_turn=MultiTurnConfig(enable=True, **multi_turn))
+
+
+def build_tool_calling_model(path, tokenizer, call_text, logit=9.0, seed=0):
+    """A tiny Qwen2 model that, sampled at temperature 1, often writes ``call_text`` + EOS after every generation
+    prompt: a bigram model (attention and MLP outputs zeroed, so the last hidden state is the current token's
+    normalised embedding) whose untied output layer gives each token of the chain its successor with logit
+    ``logit`` (about 0.9 probability per token at 9 with a 1,000-token vocabulary); other tokens stay random.
+
+    The chain starts at the generation prompt's last token; its tokens must be distinct."""
+    import transformers
+
+    from verl.utils.tiny_model import build_tiny_model
+
+    start = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
+                                          tokenize=True, return_dict=False)[-1]
+    chain = [start, *tokenizer(call_text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+    if len(set(chain)) != len(chain):
+        raise ValueError(f"the chain's tokens repeat: {tokenizer.convert_ids_to_tokens(chain)}")
+    build_tiny_model(path, tokenizer, arch="qwen2", num_layers=2, tie_word_embeddings=False, seed=seed)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+        d = emb.shape[1]
+        for cur, nxt in zip(chain, chain[1:]):
+            h = emb[cur] / emb[cur].pow(2).mean().sqrt()  # the final RMSNorm's output (weight 1)
+            head[nxt] += logit * h / d
+    model.save_pretrained(path)
+    return str(path)

@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -108,7 +109,7 @@ def test_tool_turn_is_token_in_token_out_with_mask_exactly_on_model_tokens(token
     assert nt["tokenization_mismatch"][0] == 0 and len(tool.released) == 1
 
 
-def test_every_engine_call_carries_all_live_conversations(tokenizer):
+def test_every_engine_call_carries_all_ready_conversations(tokenizer):
     script = {"QA": [call("add", a=1, b=2), call("add", a=3, b=3), "done A"],
               "QB": ["done B"],
               "QC": [call("add", a=5, b=5), "done C"]}
@@ -125,6 +126,62 @@ def test_tool_calls_of_all_conversations_run_concurrently(tokenizer):
     assert tool.max_inflight == 8  # 4 conversations x 2 calls, all in flight together
     assert out.non_tensor_batch["tool_call_counts"].tolist() == [2] * 4
     assert len(tool.created) == 4  # one instance per trajectory, not per call
+
+
+class TimedEngine(ScriptedEngine):
+    """Takes ``seconds`` per engine call and records when each ran."""
+
+    def __init__(self, *args, seconds, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seconds, self.intervals = seconds, []
+
+    def _generate(self, prompts, request):
+        start = time.perf_counter()
+        time.sleep(self.seconds)
+        out = super()._generate(prompts, request)
+        self.intervals.append((start, time.perf_counter()))
+        return out
+
+
+class SlowTool(AddTool):
+    def __init__(self, delay):
+        super().__init__(delay=delay)
+        self.tool_schema, self.name = schema("slow", a="integer", b="integer"), "slow"
+        self.intervals = []
+
+    async def execute(self, instance_id, parameters, **kwargs):
+        start = time.perf_counter()
+        try:
+            return await super().execute(instance_id, parameters, **kwargs)
+        finally:
+            self.intervals.append((start, time.perf_counter()))
+
+
+def test_generation_goes_on_while_a_slow_tool_runs(tokenizer):
+    """QA's tool takes 1 s; meanwhile QB's fast tool turns re-enter generation (the engine runs in this thread, the
+    tools on the loop's thread): the whole rollout takes less than the engine time plus the slow tool's time, and
+    the trajectories are the same as when every tool is fast."""
+    script = {"QA": [call("slow", a=1, b=2), "done A"],
+              "QB": [call("add", a=1, b=1), call("add", a=2, b=2), call("add", a=3, b=3), "done B"]}
+    cfg = rollout_config()
+    outs = []
+    for delay in (1.0, 0.0):
+        engine, slow = TimedEngine(tokenizer, script, cfg, seconds=0.2), SlowTool(delay)
+        loop = AgentLoopRollout(engine, tokenizer, cfg, tools=[slow, AddTool()])
+        start = time.perf_counter()
+        outs.append(loop.generate_sequences(make_batch(tokenizer, ["QA", "QB"])))
+        elapsed = time.perf_counter() - start
+        loop.close()
+        if delay:
+            (tool_start, tool_end), = slow.intervals
+            during = [rows for rows, (a, b) in zip(loop.engine_calls, engine.intervals) if a > tool_start and b < tool_end]
+            assert during and all(rows == [1] for rows in during), (loop.engine_calls, engine.intervals, slow.intervals)
+            assert loop.engine_calls[0] == [0, 1] and loop.engine_calls[-1] == [0]  # QA re-enters after its tool
+            busy = sum(b - a for a, b in engine.intervals)
+            assert elapsed < busy + (tool_end - tool_start), (elapsed, busy)
+    for key in ("responses", "response_mask", "attention_mask"):
+        assert torch.equal(outs[0].batch[key], outs[1].batch[key]), key
+    assert outs[0].non_tensor_batch["__num_turns__"].tolist() == [4, 8]
 
 
 def test_failures_become_tool_messages_and_are_counted(tokenizer):

@@ -5,12 +5,18 @@ Each call of :meth:`generate_sequences` runs every trajectory of the batch to it
     prompts: chat template over the sample's raw messages with the tool schemas listed (tool_agent rows),
              or the dataset's prompt ids as given (single_turn_agent rows)
     while some trajectory is live:
-        one engine call over EVERY live trajectory of the batch (the engine batches them continuously: a finished
-        sequence's slot is refilled at once); each continues from its own token ids
-        then, concurrently across trajectories: parse the new turn's tool calls and run them (each under a time
-        limit), or ask the interaction for the next user message; append the template's tokens for those
+        one engine call over every trajectory READY for generation (the engine batches them continuously: a
+        finished sequence's slot is refilled at once); each continues from its own token ids
+        each finished turn goes to the tool thread: parse its tool calls and run them (concurrently, each under a
+        time limit), or ask the interaction for the next user message; append the template's tokens for those
         messages (response_mask 0); stop at EOS without a call, at a turn limit or at the response budget
+        the next engine call starts as soon as the engine is free and some trajectory is ready: tools that
+        finish within ``admit_wait_s`` of a call join the next call together; a slower tool's trajectory
+        re-enters generation in the first call after it finished, while the others go on generating
     finally: tools' calc_reward -> reward_scores, release; interactions finalised; optional tokenisation check
+
+The engine runs in the calling thread; tools and interactions run on one event loop in a background thread (the
+same loop for every call: tools may keep loop-bound state), so generation and tool execution overlap.
 
 Which loop a sample runs is its ``agent_name`` column (verl's): ``tool_agent`` or ``single_turn_agent`` (the
 default when the column is absent). A batch with no ``tool_agent`` row goes straight to the engine.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -40,6 +47,11 @@ logger = logging.getLogger(__name__)
 
 AGENT_LOOPS = ("single_turn_agent", "tool_agent")
 
+ADMIT_WAIT_S = 0.1
+"""How long the next engine call waits for the tools and interactions of the turns the previous call finished;
+work done within it joins the next call together (so fast in-process tools give the same calls, hence the same
+samples, every run); slower work re-enters in the first call after it finished."""
+
 
 class AgentLoopRollout:
     """Wraps an engine; the hybrid-engine hooks (``update_weights``, ``sleep``, ``wake_up``) pass through.
@@ -49,11 +61,14 @@ class AgentLoopRollout:
         tokenizer: the policy's tokenizer (chat template, decoding for tool-call parsing).
         config: the rollout config; ``config.multi_turn`` names the tools, interactions and limits.
         tools / interactions: already-built tools (a list) / interactions (by name), instead of the YAML files.
+        admit_wait_s: see :data:`ADMIT_WAIT_S`.
     """
 
     def __init__(self, engine: BaseRollout, tokenizer: Any, config: RolloutConfig,
-                 tools: Iterable[Any] | None = None, interactions: Mapping[str, Any] | None = None):  # fmt: skip
+                 tools: Iterable[Any] | None = None, interactions: Mapping[str, Any] | None = None,
+                 admit_wait_s: float = ADMIT_WAIT_S):  # fmt: skip
         self.engine, self.tokenizer, self.config = engine, tokenizer, config
+        self.admit_wait_s = admit_wait_s
         mt = config.multi_turn
         if tools is None and mt.tool_config_path:
             from verl.tools.utils.tool_registry import initialize_tools_from_config
@@ -67,6 +82,8 @@ class AgentLoopRollout:
         self.interactions = dict(interactions or {})
         self.tool_schemas = [t.tool_schema.model_dump(exclude_unset=True, exclude_none=True) for t in self.tools.values()]
         self._loop = asyncio.new_event_loop()  # one loop for every call: tools may keep loop-bound state
+        self._thread: threading.Thread | None = None  # runs self._loop, started at the first multi-turn batch
+        self.engine_calls: list[list[int]] = []  # per engine call of the last batch: its trajectories' rows
 
     # ------------------------------------------------------------------ the engine's hooks, passed through
 
@@ -95,6 +112,10 @@ class AgentLoopRollout:
         close = getattr(self.engine, "close", None)
         if callable(close):
             close()
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._thread = None
         self._loop.close()
 
     # ------------------------------------------------------------------ the loop
@@ -113,17 +134,15 @@ class AgentLoopRollout:
         trajs = [self._new(prompts, i, name, template) for i, name in enumerate(names)]
         width = prompts.batch["input_ids"].shape[1]
         longest = max(self.config.max_model_len or 0, max(width, self.config.prompt_length) + request.response_length)
-        self._run(self._rollout(trajs, prompts.meta_info, request, template, longest))
+        self._rollout(trajs, prompts.meta_info, request, template, longest)
         return assemble(prompts, trajs, request.response_length, request.pad_token_id, request.calculate_log_probs)
 
-    def _run(self, coro) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop.run_until_complete(coro)
-            return
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from async code: our loop, another thread
-            pool.submit(self._loop.run_until_complete, coro).result()
+    def _submit(self, coro) -> concurrent.futures.Future:
+        """Run ``coro`` on the tool thread's event loop."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop.run_forever, name="agent-loop-tools", daemon=True)
+            self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def _new(self, prompts: DataProto, i: int, name: str, template: TemplateTokens) -> Trajectory:
         nt = prompts.non_tensor_batch
@@ -155,8 +174,44 @@ class AgentLoopRollout:
         return Trajectory(i, name, messages, prompt_ids, tools_kwargs=dict(tools_kwargs or {}),
                           interaction=interaction, interaction_kwargs=inter_kwargs)
 
-    async def _rollout(self, trajs: list[Trajectory], meta: Mapping[str, Any], request: GenerationRequest,
-                       template: TemplateTokens, longest: int) -> None:  # fmt: skip
+    def _rollout(self, trajs: list[Trajectory], meta: Mapping[str, Any], request: GenerationRequest,
+                 template: TemplateTokens, longest: int) -> None:  # fmt: skip
+        self._submit(self._start_interactions(trajs)).result()
+        pending: dict[concurrent.futures.Future, Trajectory] = {}
+        self.engine_calls = []
+        try:
+            ready = [t for t in trajs if t.stop_reason is None]
+            while ready or pending:
+                if not ready:  # nothing to generate: wait for the first finished tool, then briefly for others
+                    done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    concurrent.futures.wait(set(pending) - done, timeout=self.admit_wait_s)
+                for future in [f for f in pending if f.done()]:
+                    t = pending.pop(future)
+                    future.result()  # a bug in the loop itself surfaces here
+                    if t.stop_reason is None:
+                        ready.append(t)
+                if not ready:
+                    continue
+                batch, ready = sorted(ready, key=lambda t: t.row), []
+                self._generate(batch, meta, request, longest)  # tools of other trajectories keep running
+                fresh = {}
+                for t in batch:
+                    if t.turn_complete:
+                        fresh[self._submit(self._after_generation(t, request, template))] = t
+                    else:  # cut by this call's length: goes on in the next call
+                        ready.append(t)
+                concurrent.futures.wait(fresh, timeout=self.admit_wait_s)
+                pending.update(fresh)
+        finally:
+            for future in pending:
+                future.cancel()
+            concurrent.futures.wait(pending)
+            self._submit(self._finish_all(trajs)).result()
+        mode = self.config.multi_turn.tokenization_sanity_check_mode
+        if mode != "disable":
+            self._check(trajs, template, mode)
+
+    async def _start_interactions(self, trajs: list[Trajectory]) -> None:
         for t in trajs:
             if t.interaction is not None:
                 try:
@@ -164,21 +219,13 @@ class AgentLoopRollout:
                 except Exception as err:
                     logger.warning("interaction start failed: %s: %s", type(err).__name__, err)
                     t.interaction = None  # the trajectory runs without its user
-        try:
-            round_ = 0
-            while live := [t for t in trajs if t.stop_reason is None]:
-                self._generate(live, meta, request, round_, longest)
-                await asyncio.gather(*(self._after_generation(t, request, template) for t in live))
-                round_ += 1
-        finally:
-            await asyncio.gather(*(self._finish(t) for t in trajs))
-        mode = self.config.multi_turn.tokenization_sanity_check_mode
-        if mode != "disable":
-            self._check(trajs, template, mode)
 
-    def _generate(self, live: list[Trajectory], meta: Mapping[str, Any], request: GenerationRequest, round_: int,
+    async def _finish_all(self, trajs: list[Trajectory]) -> None:
+        await asyncio.gather(*(self._finish(t) for t in trajs))
+
+    def _generate(self, live: list[Trajectory], meta: Mapping[str, Any], request: GenerationRequest,
                   longest: int) -> None:
-        """One engine call continuing every live trajectory from its own ids."""
+        """One engine call continuing each of ``live`` from its own ids."""
         r = request.response_length
         prefixes = [t.prompt_ids + t.response_ids for t in live]
         remaining = [r - len(t.response_ids) for t in live]
@@ -192,7 +239,8 @@ class AgentLoopRollout:
         call_meta = dict(meta, response_length=r_call)
         call_meta.pop("apply_chat_template_kwargs", None)
         if meta.get("seed") is not None:
-            call_meta["seed"] = int(meta["seed"]) + 7919 * round_
+            call_meta["seed"] = int(meta["seed"]) + 7919 * len(self.engine_calls)
+        self.engine_calls.append([t.row for t in live])
         out = self.engine.generate_sequences(DataProto.from_dict(
             {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)},
             meta_info=call_meta))
