@@ -5,7 +5,6 @@ weight update; bad sizes are refused naming the key."""
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 import torch
@@ -14,6 +13,8 @@ import torch.multiprocessing as mp
 
 from tests.rollout.conftest import base_config, left_padded_prompts
 from verl.models.testing import tiny_model
+from tests.helpers.net import free_port
+from tests.workers.test_ulysses import _validate as _validate_4_ranks
 
 # (model type, config overrides): Qwen2 (q/k/v biases, tied embeddings), Llama with every bias and an untied
 # head, Qwen3 (q/k norms, head_dim != hidden / heads)
@@ -23,11 +24,6 @@ MODELS = [
     ("qwen3", {}),
 ]
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _generate(engine, prompts, **meta):
@@ -96,7 +92,7 @@ def test_tp2_equals_one_rank(tmp_path):
         path = tmp_path / model_type
         tiny_model(model_type, seed=1, **overrides).save_pretrained(path)
         dirs.append(str(path))
-    mp.start_processes(_tp_parity, args=(2, _port(), dirs), nprocs=2, start_method="fork")
+    mp.start_processes(_tp_parity, args=(2, free_port(), dirs), nprocs=2, start_method="fork")
 
 
 def test_heads_must_divide():
@@ -130,16 +126,7 @@ def model_dir(tmp_path_factory):
 
 
 def _validate(model_dir, tmp_path, *extra):
-    from verl.trainer.config import load_config, validate_config
-
-    train = tmp_path / "train.parquet"
-    train.touch()
-    validate_config(load_config([
-        f"data.train_files={train}", f"actor_rollout_ref.model.path={model_dir}", "trainer.device=cpu",
-        "trainer.n_gpus_per_node=4", "data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1", "actor_rollout_ref.rollout.name=native",
-        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1", "algorithm.adv_estimator=grpo",
-        "actor_rollout_ref.rollout.n=2", *extra]))
+    _validate_4_ranks(model_dir, tmp_path, "actor_rollout_ref.actor.ppo_mini_batch_size=2", *extra)
 
 
 TP = "actor_rollout_ref.rollout.tensor_model_parallel_size"

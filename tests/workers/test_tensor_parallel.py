@@ -12,7 +12,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tests.workers.conftest import rollout_batch
-from tests.workers.test_ulysses import _policy_run, _port, _validate
+from tests.helpers.net import free_port
+from tests.workers.test_ulysses import _policy_run, _validate
 from verl.workers.fsdp import load_hf_model
 
 TP_KEY = "actor_rollout_ref.actor.megatron.tensor_model_parallel_size"
@@ -54,7 +55,7 @@ def test_tp2_forwards_equal_one_rank(tiny_model_dir, tmp_path):
     from verl.workers.forward import MODEL_INPUTS, response_layout, response_logits, response_values
 
     out = str(tmp_path / "tp.pt")
-    mp.start_processes(_tp_forwards, args=(_port(), tiny_model_dir, out), nprocs=2, start_method="fork")
+    mp.start_processes(_tp_forwards, args=(free_port(), tiny_model_dir, out), nprocs=2, start_method="fork")
     tp = torch.load(out, weights_only=False)
     batch = rollout_batch(n=5, prompt_len=9, response_len=7, seed=3).batch
     batch = {k: batch[k] for k in MODEL_INPUTS}
@@ -81,7 +82,7 @@ def test_tp2_fsdp2_step_equals_fsdp4_step(tiny_model_dir, make_batch, tmp_path):
         cfg = policy_config(tiny_model_dir, micro_batch=1, megatron={"tensor_model_parallel_size": tp})
         cfg["ref"] = {"megatron": {"tensor_model_parallel_size": tp}}
         out = str(tmp_path / f"tp{tp}.pt")
-        mp.start_processes(_policy_run, args=(4, tp, _port(), cfg, training_batch(make_batch), out), nprocs=4,
+        mp.start_processes(_policy_run, args=(4, tp, free_port(), cfg, training_batch(make_batch), out), nprocs=4,
                            start_method="fork")
         parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(4 // tp)]
         results.append({"data": DataProto.concat([p["data"] for p in parts]), **{k: parts[0][k] for k in
@@ -193,7 +194,7 @@ def test_critic_tp2_equals_one_rank(tiny_model_dir, make_batch, tmp_path):
     results = []
     for world, tp in ((1, 1), (2, 2)):
         out = str(tmp_path / f"critic{tp}.pt")
-        mp.start_processes(_critic_run, args=(world, tp, _port(), tiny_model_dir, data, out, str(tmp_path / "ckpt")),
+        mp.start_processes(_critic_run, args=(world, tp, free_port(), tiny_model_dir, data, out, str(tmp_path / "ckpt")),
                            nprocs=world, start_method="fork")
         results.append(torch.load(out, weights_only=False))
     one, tp = results

@@ -5,7 +5,6 @@ weights reach the engine from the FSDP shards, each rank keeping its slice."""
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -13,12 +12,8 @@ import torch.multiprocessing as mp
 
 from tests.rollout.conftest import left_padded_prompts
 from tests.workers.test_fsdp_workers import policy_config, training_batch
+from tests.helpers.net import free_port
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(rank: int, world: int, tp: int, port: int, cfg: dict, prompts, data, out: str) -> None:
@@ -53,7 +48,7 @@ def test_tp2_worker_equals_two_replicas(tiny_model_dir, make_batch, tmp_path):
         cfg = policy_config(tiny_model_dir, micro_batch=1)
         cfg["rollout"].update(tensor_model_parallel_size=tp, calculate_log_probs=True)
         out = str(tmp_path / f"tp{tp}")
-        mp.start_processes(_run, args=(2, tp, _port(), cfg, prompts, data, out), nprocs=2, start_method="fork")
+        mp.start_processes(_run, args=(2, tp, free_port(), cfg, prompts, data, out), nprocs=2, start_method="fork")
         parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2 // tp)]
         results[tp] = {k: DataProto.concat([p[k] for p in parts]) for k in ("before", "after")}
         results[tp]["qkv_rows"] = parts[0]["qkv_rows"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 
 import pytest
 import torch
@@ -14,12 +13,8 @@ import torch.multiprocessing as mp
 
 from tests.workers.conftest import rollout_batch
 from verl.workers.fsdp import load_hf_model
+from tests.helpers.net import free_port
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _grads(model) -> dict[str, torch.Tensor]:
@@ -130,7 +125,7 @@ def four_kv_heads_model_dir(tmp_path_factory):
 def test_sp_matches_one_rank_log_probs_entropy_and_gradients(sp, tiny_model_dir, request):
     """SP=2 on the GQA model (4 query heads, 2 key/value heads); SP=4 on a model with 4 key/value heads."""
     model_dir = tiny_model_dir if sp == 2 else request.getfixturevalue("four_kv_heads_model_dir")
-    mp.start_processes(_sp_parity, args=(sp, _port(), model_dir), nprocs=sp, start_method="fork")
+    mp.start_processes(_sp_parity, args=(sp, free_port(), model_dir), nprocs=sp, start_method="fork")
 
 
 def _policy_run(rank: int, world: int, sp: int, port: int, cfg: dict, data, out: str) -> None:
@@ -168,7 +163,7 @@ def test_policy_worker_sp_equals_one_rank(world, sp, tiny_model_dir, make_batch,
         cfg = policy_config(tiny_model_dir, micro_batch=2, ulysses_sequence_parallel_size=degree)
         cfg["ref"] = {"ulysses_sequence_parallel_size": degree}
         out = str(tmp_path / f"w{ranks}.pt")
-        mp.start_processes(_policy_run, args=(ranks, degree, _port(), cfg, training_batch(make_batch), out),
+        mp.start_processes(_policy_run, args=(ranks, degree, free_port(), cfg, training_batch(make_batch), out),
                            nprocs=ranks, start_method="fork")
         parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(ranks // degree)]
         results.append({"data": DataProto.concat([p["data"] for p in parts]), **{k: parts[0][k] for k in
