@@ -7,6 +7,10 @@ import torch
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Inductor compiles on a thread pool created on first use; a worker the tests fork afterwards (gloo ranks with
+# start_method="fork") inherits the pool without its threads and waits forever for its compiles. Compile in
+# the calling thread instead.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 
 _DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
