@@ -146,7 +146,7 @@ WRONG_VALUES = [
     ("critic.model.attn_implementation=fast", "critic.model.attn_implementation='fast'"),
     ("+actor_rollout_ref.model.override_config.attn_implementation=bogus",  # verl's spelling of the same key
      "actor_rollout_ref.model.override_config.attn_implementation='bogus' is not an attention implementation"),
-    ("actor_rollout_ref.actor.strategy=megatron", "actor_rollout_ref.actor.strategy='megatron' must be one of"),
+    ("actor_rollout_ref.actor.strategy=deepspeed", "actor_rollout_ref.actor.strategy='deepspeed' must be one of"),
     ("actor_rollout_ref.actor.fsdp_config.fsdp_size=0", "actor_rollout_ref.actor.fsdp_config.fsdp_size=0"),
     ("algorithm.gamma=1.5", "algorithm.gamma=1.5 must be in [0, 1]"),
     ("algorithm.lam=-0.1", "algorithm.lam=-0.1 must be in [0, 1]"),

@@ -39,6 +39,7 @@ def _names_engine_config(args: Sequence[str]) -> bool:
 
     from verl.utils.cli import parse_command_line
 
+    args = [a for a in args if a not in ("--help", "-h")]  # help is printed by the config parser below
     name = parse_command_line(args).config_name
     return bool(name) and Path(name.strip("'\"")).name.removesuffix(".yaml") == ENGINE_CONFIG
 
