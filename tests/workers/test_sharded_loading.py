@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.workers.test_ulysses import _port
+from tests.helpers.net import free_port
 from verl.workers.config import FSDPConfig
 from verl.workers.fsdp import build_sharded_model, full_state_dict_iter, load_hf_model
 
@@ -124,7 +124,7 @@ def test_two_ranks_hold_about_one_model_while_loading(model_80mb, bin_model_dir,
     reference = load_hf_model(model_80mb)
     model_bytes = sum(p.numel() * p.element_size() for p in reference.parameters())
     out = str(tmp_path / "out.pt")
-    mp.start_processes(_load, args=(_port(), model_80mb, bin_model_dir, out), nprocs=2, start_method="fork")
+    mp.start_processes(_load, args=(free_port(), model_80mb, bin_model_dir, out), nprocs=2, start_method="fork")
     result = torch.load(out, weights_only=False)
     bin_reference = load_hf_model(bin_model_dir)
     for name, tensor in bin_reference.state_dict().items():

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from tests.sft.conftest import qa_rows
 from tests.sft.test_sft_trainer import sft_args
-from tests.workers.test_ulysses import _port
+from tests.helpers.net import free_port
 from verl.trainer.fsdp_sft_trainer import main
 from verl.utils.tracking import read_metrics
 
@@ -39,7 +39,7 @@ def test_sft_sp2_equals_one_rank(tiny_model_dir, tmp_path):
     pq.write_table(pa.Table.from_pylist(rows[:3]), tmp_path / "val.parquet")
     files = (str(tmp_path / "train.parquet"), str(tmp_path / "val.parquet"))
     one, two = tmp_path / "one", tmp_path / "two"
-    mp.start_processes(_rank, args=(_port(), sft_args(tiny_model_dir, files, two, *STEPS,
+    mp.start_processes(_rank, args=(free_port(), sft_args(tiny_model_dir, files, two, *STEPS,
                                                       "ulysses_sequence_parallel_size=2")),
                        nprocs=2, start_method="fork")
     main(sft_args(tiny_model_dir, files, one, *STEPS))
