@@ -73,7 +73,7 @@ BAD_CONFIGS = [
     (["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8"], "ppo_micro_batch_size_per_gpu=8 is larger than"),
     (["actor_rollout_ref.actor.ppo_mini_batch_size=1", "actor_rollout_ref.rollout.n=1",
       "algorithm.adv_estimator=reinforce_plus_plus", "data.train_batch_size=3"], "do not split over 2 ranks"),
-    (["actor_rollout_ref.rollout.n=1", "algorithm.adv_estimator=grpo"], "set actor_rollout_ref.rollout.n >= 2"),
+    (["actor_rollout_ref.rollout.n=1", "algorithm.adv_estimator=grpo_passk"], "set actor_rollout_ref.rollout.n >= 2"),
     (["actor_rollout_ref.rollout.temperature=0"], "temperature=0.0 with do_sample=true"),
     (["trainer.device=cuda"], "no GPU is visible"),
     (["data.train_files=/nope/train.parquet"], "data.train_files: file '/nope/train.parquet' does not exist"),
@@ -145,3 +145,12 @@ def test_execution_mode_auto_is_local_for_one_worker_process(monkeypatch):
 def test_execution_mode_errors_name_the_key(ppo_fixture, tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(load_config(overrides(ppo_fixture, tmp_path, "algorithm.adv_estimator=grpo", *extra)))
+
+
+def test_group_estimators_with_one_response_per_prompt_run_as_in_verl(ppo_fixture, tmp_path, caplog):
+    # verl runs GRPO / RLOO with rollout.n=1 (groups of one); only pass@k needs two responses
+    for estimator in ("grpo", "rloo"):
+        validate_config(load_config(overrides(ppo_fixture, tmp_path, f"algorithm.adv_estimator={estimator}",
+                                              "actor_rollout_ref.rollout.n=1",
+                                              "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1")))
+    assert "every group holds one response" in caplog.text

@@ -238,9 +238,16 @@ def _check_algorithm(config: PPOConfig) -> None:
     alg, actor, n = config.algorithm, config.actor_rollout_ref.actor, config.actor_rollout_ref.rollout.n
     if alg.adv_estimator not in ADV_ESTIMATOR_REGISTRY:
         raise ConfigError(f"algorithm.adv_estimator={alg.adv_estimator!r} is unknown; known: {sorted(ADV_ESTIMATOR_REGISTRY)}")
-    if alg.adv_estimator in GROUP_ESTIMATORS and n < 2:
-        raise ConfigError(f"algorithm.adv_estimator={alg.adv_estimator} compares responses of one prompt: set "
+    if alg.adv_estimator == "grpo_passk" and n < 2:
+        raise ConfigError("algorithm.adv_estimator=grpo_passk compares responses of one prompt: set "
                           "actor_rollout_ref.rollout.n >= 2")
+    if alg.adv_estimator in GROUP_ESTIMATORS and n < 2:  # verl runs these: each group is one response
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "algorithm.adv_estimator=%s with actor_rollout_ref.rollout.n=%d: every group holds one response, so the "
+            "baseline is 0 or the response itself (see docs/algo/baselines.md, 'Groups of one'); set rollout.n >= 2 "
+            "to compare responses of one prompt", alg.adv_estimator, n)
     if alg.adv_estimator == "gae" and config.critic.enable is False:
         raise ConfigError("algorithm.adv_estimator=gae needs the critic; remove critic.enable=false or pick grpo")
     if actor.policy_loss.loss_mode not in POLICY_LOSS_REGISTRY:
