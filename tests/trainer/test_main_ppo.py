@@ -91,19 +91,16 @@ def test_dapo_dynamic_sampling_keeps_only_varied_groups(ppo_fixture, tmp_path):
     assert math.isfinite(metrics["actor/pg_loss"])
 
 
-def test_resume_equals_uninterrupted(ppo_fixture, tmp_path):
-    """Step 2 resumed from the step-1 checkpoint (a fresh run: new workers, dataloader and optimizer state read
-    back) equals step 2 of the uninterrupted run, metrics and weights."""
-    common = ["algorithm.adv_estimator=grpo", "trainer.save_freq=1", "trainer.test_freq=-1", "trainer.balance_batch=true",
-              VARIED_REWARD, "trainer.total_training_steps=2"]
+def check_resume_equals_uninterrupted(ppo_fixture, tmp_path, common):
+    """Run 2 steps, then step 2 again resumed from the step-1 checkpoint: the resumed run starts after the
+    checkpoint's step and its step 2 equals the uninterrupted one (metrics within 1e-6, weights exactly)."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main(base_overrides(ppo_fixture, straight, *common)) == 0
     assert main(base_overrides(ppo_fixture, resumed, *common, "trainer.resume_mode=resume_path",
                                f"trainer.resume_from_path={straight / 'global_step_1'}")) == 0
-    a, b = read_log(straight)[-1], read_log(resumed)
-    assert [r["step"] for r in b] == [2], "the resumed run starts after the checkpoint's step"
-    b = b[-1]
-    assert a["step"] == b["step"] == 2
+    a, b = read_log(straight), read_log(resumed)
+    assert [r["step"] for r in a] == [1, 2] and [r["step"] for r in b] == [2]
+    a, b = a[-1], b[-1]
     assert a["actor/grad_norm"] > 0 and a["critic/score/max"] > a["critic/score/min"], "a step with real gradients"
     for key in ("actor/pg_loss", "actor/grad_norm", "critic/score/mean", "response_length/mean", "actor/entropy"):
         assert a[key] == pytest.approx(b[key], abs=1e-6), key
@@ -112,6 +109,14 @@ def test_resume_equals_uninterrupted(ppo_fixture, tmp_path):
         assert torch.equal(wa[name], wb[name]), name
     assert any(not torch.equal(wa[n], w1[n]) for n in wa), "step 2 changed the weights"
     assert (resumed / "latest_checkpointed_iteration.txt").read_text() == "2"
+
+
+def test_resume_equals_uninterrupted(ppo_fixture, tmp_path):
+    """Step 2 resumed from the step-1 checkpoint (a fresh run: new workers, dataloader and optimizer state read
+    back) equals step 2 of the uninterrupted run, metrics and weights."""
+    common = ["algorithm.adv_estimator=grpo", "trainer.save_freq=1", "trainer.test_freq=-1", "trainer.balance_batch=true",
+              VARIED_REWARD, "trainer.total_training_steps=2"]
+    check_resume_equals_uninterrupted(ppo_fixture, tmp_path, common)
 
 
 def test_colocated_and_split_placement_agree(ppo_fixture, tmp_path):
