@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from tests.workers.conftest import rollout_batch
 from tests.helpers.net import free_port
-from tests.workers.test_ulysses import _policy_run, _validate
+from tests.workers.test_ulysses import _validate, assert_same_update, policy_group_update
 from verl.workers.fsdp import load_hf_model
 
 TP_KEY = "actor_rollout_ref.actor.megatron.tensor_model_parallel_size"
@@ -75,29 +75,16 @@ def test_tp2_fsdp2_step_equals_fsdp4_step(tiny_model_dir, make_batch, tmp_path):
     """One PPO update (actor + reference in one worker) on 4 ranks: TP=2 x FSDP=2 (2 data-parallel groups, each
     fed once) against FSDP=4: the same log-probs, loss, gradient norm and weights after the optimizer step."""
     from tests.workers.test_fsdp_workers import policy_config, training_batch
-    from verl import DataProto
 
     results = []
     for tp in (1, 2):
         cfg = policy_config(tiny_model_dir, micro_batch=1, megatron={"tensor_model_parallel_size": tp})
         cfg["ref"] = {"megatron": {"tensor_model_parallel_size": tp}}
-        out = str(tmp_path / f"tp{tp}.pt")
-        mp.start_processes(_policy_run, args=(4, tp, free_port(), cfg, training_batch(make_batch), out), nprocs=4,
-                           start_method="fork")
-        parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(4 // tp)]
-        results.append({"data": DataProto.concat([p["data"] for p in parts]), **{k: parts[0][k] for k in
-                                                                                 ("metrics", "weights")}})
+        results.append(policy_group_update(4, tp, cfg, training_batch(make_batch), tmp_path / f"tp{tp}.pt"))
     fsdp, tp = results
-    for key in ("old_log_probs", "ref_log_prob"):
-        torch.testing.assert_close(tp["data"].batch[key], fsdp["data"].batch[key], atol=1e-5, rtol=0)
-    before = load_hf_model(tiny_model_dir).state_dict()
-    for name, w in fsdp["weights"].items():
-        torch.testing.assert_close(tp["weights"][name], w, atol=1e-5, rtol=1e-5, msg=f"{name} differs")
-        assert not torch.equal(w, before[name]), f"{name} did not change"
+    assert_same_update(fsdp, tp, tiny_model_dir)
     # the tiny model ties its output head to the embedding: still one tensor after the meta build and the update
     assert torch.equal(tp["weights"]["lm_head.weight"], tp["weights"]["model.embed_tokens.weight"])
-    assert tp["metrics"]["actor/pg_loss"] == pytest.approx(fsdp["metrics"]["actor/pg_loss"], abs=1e-6)
-    assert tp["metrics"]["actor/grad_norm"] == pytest.approx(fsdp["metrics"]["actor/grad_norm"], rel=1e-5)
 
 
 @pytest.mark.parametrize("extra, error", [

@@ -156,22 +156,34 @@ def test_policy_worker_sp_equals_one_rank(world, sp, tiny_model_dir, make_batch,
     """A worker group of ``world`` ranks in SP groups of ``sp`` (data-parallel size ``world / sp``) gives one rank's
     log-probs, reference log-probs, loss, gradient norm and weights after one PPO update."""
     from tests.workers.test_fsdp_workers import policy_config, training_batch
-    from verl import DataProto
 
     results = []
     for ranks, degree in ((1, 1), (world, sp)):
         cfg = policy_config(tiny_model_dir, micro_batch=2, ulysses_sequence_parallel_size=degree)
         cfg["ref"] = {"ulysses_sequence_parallel_size": degree}
-        out = str(tmp_path / f"w{ranks}.pt")
-        mp.start_processes(_policy_run, args=(ranks, degree, free_port(), cfg, training_batch(make_batch), out),
-                           nprocs=ranks, start_method="fork")
-        parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(ranks // degree)]
-        results.append({"data": DataProto.concat([p["data"] for p in parts]), **{k: parts[0][k] for k in
-                                                                                 ("metrics", "weights")}})
-    one, many = results
+        results.append(policy_group_update(ranks, degree, cfg, training_batch(make_batch), tmp_path / f"w{ranks}.pt"))
+    assert_same_update(*results, tiny_model_dir)
+
+
+def policy_group_update(ranks: int, group: int, cfg: dict, data, out) -> dict:
+    """One PPO update by a policy worker group of ``ranks`` ranks in groups of ``group`` (fed once per group):
+    the concatenated data with log-probs, and the metrics and weights after the update."""
+    from verl import DataProto
+
+    out = str(out)
+    mp.start_processes(_policy_run, args=(ranks, group, free_port(), cfg, data, out), nprocs=ranks,
+                       start_method="fork")
+    parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(ranks // group)]
+    return {"data": DataProto.concat([p["data"] for p in parts]), "metrics": parts[0]["metrics"],
+            "weights": parts[0]["weights"]}
+
+
+def assert_same_update(one: dict, many: dict, model_dir) -> None:
+    """Two :func:`policy_group_update` results agree: log-probs, reference log-probs, every weight (each changed by
+    the update), loss and gradient norm."""
     for key in ("old_log_probs", "ref_log_prob"):
         torch.testing.assert_close(many["data"].batch[key], one["data"].batch[key], atol=1e-5, rtol=0)
-    before = load_hf_model(tiny_model_dir).state_dict()
+    before = load_hf_model(model_dir).state_dict()
     for name, w in one["weights"].items():
         torch.testing.assert_close(many["weights"][name], w, atol=1e-5, rtol=1e-5, msg=f"{name} differs")
         assert not torch.equal(w, before[name]), f"{name} did not change"

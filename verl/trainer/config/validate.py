@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 from verl.trainer.config.compat import model_parallel_size, per_gpu_sizes
 from verl.trainer.config.schema import PPOConfig
@@ -156,13 +157,19 @@ def _hf_config(path: str | None):
     return SimpleNamespace(**hf.get("text_config", hf))
 
 
-def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
-    """Ulysses degrees: dividing the worker group, packed forwards, and (with the model at hand) the head counts."""
+def _trained_sections(config: PPOConfig) -> list[tuple[str, Any, Any]]:
+    """``(key prefix, section, model section)`` of the actor and, when used, the critic."""
     arr = config.actor_rollout_ref
     sections = [("actor_rollout_ref.actor", arr.actor, arr.model)]
     if uses_critic(config):
         sections.append(("critic", config.critic, config.critic.model))
-    for name, sec, model in sections:
+    return sections
+
+
+def _check_sequence_parallel(config: PPOConfig, ranks: int, check_environment: bool) -> None:
+    """Ulysses degrees: dividing the worker group, packed forwards, and (with the model at hand) the head counts."""
+    arr = config.actor_rollout_ref
+    for name, sec, model in _trained_sections(config):
         sp, key = sec.ulysses_sequence_parallel_size, f"{name}.ulysses_sequence_parallel_size"
         if sp == 1:
             continue
@@ -186,10 +193,7 @@ def _check_tensor_parallel(config: PPOConfig, ranks: int, check_environment: boo
     """Training tensor-parallel degrees (``*.megatron.tensor_model_parallel_size``): dividing the worker group, not
     combined with Ulysses, and (with the model at hand) dividing the head counts and the MLP width."""
     arr = config.actor_rollout_ref
-    sections = [("actor_rollout_ref.actor", arr.actor, arr.model)]
-    if uses_critic(config):
-        sections.append(("critic", config.critic, config.critic.model))
-    for name, sec, model in sections:
+    for name, sec, model in _trained_sections(config):
         tp, key = sec.megatron.tensor_model_parallel_size, f"{name}.megatron.tensor_model_parallel_size"
         if tp == 1:
             continue
@@ -355,10 +359,8 @@ def validate_config(config: PPOConfig, check_environment: bool = True) -> None:
     if config.data.max_prompt_length < 1 or config.data.max_response_length < 1:
         raise ConfigError("data.max_prompt_length and data.max_response_length must be >= 1")
     _check_algorithm(config)
-    _check_sequence_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
-                             check_environment)
-    _check_tensor_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
-                           check_environment)
-    _check_batch_sizes(config, world_size(config) // (2 if config.trainer.placement == "split" else 1))
-    _check_rollout_parallel(config, world_size(config) // (2 if config.trainer.placement == "split" else 1),
-                            check_environment)
+    ranks = world_size(config) // (2 if config.trainer.placement == "split" else 1)  # of one worker group
+    _check_sequence_parallel(config, ranks, check_environment)
+    _check_tensor_parallel(config, ranks, check_environment)
+    _check_batch_sizes(config, ranks)
+    _check_rollout_parallel(config, ranks, check_environment)
